@@ -1,0 +1,39 @@
+"""Datasets, transforms and batching for training and evaluation.
+
+Every dataset is map-style and yields ``{"id", "original_image", "image", "category"}``
+(see ``vq.train.data.base``); build one from a config with ``build_dataset(config, split)``
+and batch with ``collate``. ``PhotosConfig`` is the embedded default that needs no files.
+"""
+
+from vq.train.data.base import (
+    BadImagePolicy,
+    ImageFileDataset,
+    Item,
+    Split,
+    collate,
+    load_rgb,
+)
+from vq.train.data.config import DatasetConfig, build_dataset
+from vq.train.data.folders import FolderConfig, ImageFolderConfig
+from vq.train.data.photos import LICENCES, PhotosConfig, PhotosDataset
+from vq.train.data.transforms import Augmentation, build_transform, to_float, to_uint8
+
+__all__ = [
+    "LICENCES",
+    "Augmentation",
+    "BadImagePolicy",
+    "DatasetConfig",
+    "FolderConfig",
+    "ImageFileDataset",
+    "ImageFolderConfig",
+    "Item",
+    "PhotosConfig",
+    "PhotosDataset",
+    "Split",
+    "build_dataset",
+    "build_transform",
+    "collate",
+    "load_rgb",
+    "to_float",
+    "to_uint8",
+]
