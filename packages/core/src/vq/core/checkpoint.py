@@ -1,0 +1,400 @@
+"""Atomic, complete, exactly-resumable checkpoints.
+
+Layout of ``work_dirs/NAME/checkpoints/``::
+
+    iter_N/
+        meta.json                 iteration, config fingerprint, world size, strategy, files
+        models/<name>.safetensors trainable weights and buffers (DDP / one process)
+        models/<name>.ema.safetensors   weight EMA, when configured
+        dcp/                      FSDP: sharded models and optimizers (torch.distributed.checkpoint)
+        state.pt                  optimizers, schedules, grad scalers, loop position (weights_only)
+        rng/rank<R>.pt            RNG states of every rank
+    latest -> iter_N              the newest complete checkpoint
+    .iter_N.partial/              a write in progress (ignored; removed on failure)
+
+A checkpoint is written under ``.iter_N.partial`` and renamed to ``iter_N`` only when every
+rank has finished, then ``latest`` is switched atomically. A crash or a full disk during a
+write therefore leaves the previous ``latest`` usable. Frozen parts (teachers, the LPIPS
+network, a frozen tokenizer) are excluded by the prefixes each tracked module declares.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from vq.core import distributed
+from vq.core.errors import UserError
+from vq.core.optim import Optimization
+from vq.core.parallel import is_sharded, unwrap
+from vq.core.seeding import rng_state, set_rng_state
+
+FORMAT = 1
+ITER_DIR = re.compile(r"^iter_(\d+)$")
+
+
+class CheckpointError(RuntimeError):
+    """Writing a checkpoint failed; the previous checkpoint is intact."""
+
+
+@dataclass
+class Tracked:
+    """A module whose weights go into checkpoints, minus its frozen sub-modules."""
+
+    module: nn.Module
+    exclude: tuple[str, ...] = ()
+
+    def keep(self, key: str) -> bool:
+        return not any(key == p or key.startswith(p + ".") for p in self.exclude)
+
+
+@dataclass
+class TrainingState:
+    """Everything a checkpoint holds, registered by the trainer and the loop."""
+
+    modules: dict[str, Tracked] = field(default_factory=dict)
+    optimizations: dict[str, Optimization] = field(default_factory=dict)
+    loop: dict[str, int] = field(default_factory=dict)
+
+    def sharded(self) -> bool:
+        return any(is_sharded(t.module) for t in self.modules.values())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    # clone: safetensors refuses tensors that share storage (tied embeddings)
+    save_file({k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}, str(path))
+
+
+def _torch_save(obj: Any, path: Path) -> None:
+    with open(path, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def module_state(tracked: Tracked) -> dict[str, torch.Tensor]:
+    """The checkpointed (non-frozen) tensors of a non-sharded module."""
+    state = unwrap(tracked.module).state_dict()
+    return {k: v for k, v in state.items() if tracked.keep(k)}
+
+
+def iteration_of(path: Path) -> int | None:
+    m = ITER_DIR.match(path.name)
+    return int(m.group(1)) if m else None
+
+
+def complete_checkpoints(directory: Path) -> list[Path]:
+    """Complete ``iter_N`` directories, oldest first."""
+    if not directory.is_dir():
+        return []
+    found = [
+        p
+        for p in directory.iterdir()
+        if p.is_dir()
+        and not p.is_symlink()
+        and iteration_of(p) is not None
+        and (p / "meta.json").is_file()
+    ]
+    return sorted(found, key=lambda p: iteration_of(p) or 0)
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The checkpoint ``latest`` names, or the newest complete one if the link is broken."""
+    link = directory / "latest"
+    if link.is_symlink() or link.exists():
+        target = link.resolve()
+        if (target / "meta.json").is_file():
+            return target
+    complete = complete_checkpoints(directory)
+    return complete[-1] if complete else None
+
+
+class Checkpointer:
+    """Saves and restores a ``TrainingState`` under ``directory``."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        fingerprint: str,
+        strategy: str,
+        keep_last: int | None = None,
+    ) -> None:
+        self.directory = directory
+        self.fingerprint = fingerprint
+        self.strategy = strategy
+        self.keep_last = keep_last
+
+    # ---------------------------------------------------------------- save ----------
+
+    def save(self, state: TrainingState, iteration: int) -> Path:
+        final = self.directory / f"iter_{iteration}"
+        partial = self.directory / f".iter_{iteration}.partial"
+        error: str | None = None
+        if distributed.is_main():
+            try:
+                shutil.rmtree(partial, ignore_errors=True)
+                (partial / "rng").mkdir(parents=True)
+                (partial / "models").mkdir()
+            except OSError as e:
+                error = str(e)
+        error = distributed.broadcast_object(error)
+        if error is None:
+            try:
+                self._write(state, partial, iteration)
+            except OSError as e:
+                error = f"{e.strerror or e} ({e.filename or partial})"
+        errors = [e for e in distributed.all_gather_objects(error) if e]
+        if not errors and distributed.is_main():
+            try:
+                self._publish(partial, final, iteration)
+            except OSError as e:
+                errors.append(str(e))
+        errors = distributed.broadcast_object(errors)
+        if errors:
+            if distributed.is_main():
+                shutil.rmtree(partial, ignore_errors=True)
+            previous = latest_checkpoint(self.directory)
+            kept = f"; the previous checkpoint {previous.name} is intact" if previous else ""
+            raise CheckpointError(f"could not write checkpoint iter_{iteration}: {errors[0]}{kept}")
+        return final
+
+    def _write(self, state: TrainingState, out: Path, iteration: int) -> None:
+        rank = distributed.rank()
+        _torch_save(rng_state(), out / "rng" / f"rank{rank}.pt")
+        files: list[str] = []
+        if state.sharded():
+            self._write_sharded(state, out)
+            files.append("dcp")
+        elif distributed.is_main():
+            for name, tracked in state.modules.items():
+                _save_tensors(module_state(tracked), out / "models" / f"{name}.safetensors")
+                files.append(f"models/{name}.safetensors")
+        if distributed.is_main():
+            for name, opt in state.optimizations.items():
+                if opt.ema is not None:
+                    _save_tensors(opt.ema.state_dict(), out / "models" / f"{name}.ema.safetensors")
+            blob = {
+                "optimizations": {
+                    n: (o.state_dict() if not state.sharded() else _without_optimizer(o))
+                    for n, o in state.optimizations.items()
+                },
+                "loop": dict(state.loop),
+            }
+            _torch_save(blob, out / "state.pt")
+            meta = {
+                "format": FORMAT,
+                "iteration": iteration,
+                "fingerprint": self.fingerprint,
+                "world_size": distributed.world_size(),
+                "strategy": self.strategy,
+                "sharded": state.sharded(),
+                "modules": {n: list(t.exclude) for n, t in state.modules.items()},
+                "files": files,
+            }
+            (out / "meta.json").write_text(json.dumps(meta, indent=2))
+
+    def _write_sharded(self, state: TrainingState, out: Path) -> None:
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import (
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
+
+        payload: dict[str, Any] = {}
+        for name, tracked in state.modules.items():
+            model_state = get_model_state_dict(tracked.module)
+            payload[f"model.{name}"] = {k: v for k, v in model_state.items() if tracked.keep(k)}
+        for name, opt in state.optimizations.items():
+            payload[f"optim.{name}"] = get_optimizer_state_dict(opt.module, opt.optimizer)
+        dcp.save(payload, checkpoint_id=str(out / "dcp"))
+
+    def _publish(self, partial: Path, final: Path, iteration: int) -> None:
+        for path in [*partial.rglob("*")]:
+            if path.is_file():
+                with open(path, "rb") as f:
+                    os.fsync(f.fileno())
+        _fsync_dir(partial)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(partial, final)
+        link = self.directory / f".latest.{os.getpid()}"
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(final.name)
+        os.replace(link, self.directory / "latest")
+        _fsync_dir(self.directory)
+        if self.keep_last:
+            for old in complete_checkpoints(self.directory)[: -self.keep_last]:
+                if old != final:
+                    shutil.rmtree(old, ignore_errors=True)
+
+    # ---------------------------------------------------------------- load ----------
+
+    def check(self, path: Path) -> dict[str, Any]:
+        """The metadata of checkpoint ``path``; a clear error if it is incomplete or foreign."""
+        meta_file = path / "meta.json"
+        if not path.is_dir():
+            raise UserError(f"checkpoint {path} does not exist")
+        if not meta_file.is_file():
+            raise UserError(
+                f"checkpoint {path} is incomplete (no meta.json): it was never finished"
+            )
+        meta = json.loads(meta_file.read_text())
+        if meta.get("format") != FORMAT:
+            raise UserError(f"checkpoint {path} has format {meta.get('format')}, expected {FORMAT}")
+        if meta["fingerprint"] != self.fingerprint:
+            raise UserError(
+                f"checkpoint {path} belongs to a different config (fingerprint {meta['fingerprint']}"
+                f", this run {self.fingerprint}); use --load-model-from to load only its weights"
+            )
+        return meta
+
+    def load(self, state: TrainingState, path: Path) -> dict[str, Any]:
+        """Restore ``state`` from ``path``; returns the checkpoint's metadata."""
+        meta = self.check(path)
+        if meta["sharded"] != state.sharded():
+            raise UserError(
+                f"checkpoint {path} was written by {meta['strategy']} and cannot be resumed with "
+                f"{self.strategy}; consolidate it and use --load-model-from"
+            )
+        blob = torch.load(path / "state.pt", weights_only=True, map_location="cpu")
+        if meta["sharded"]:
+            self._load_sharded(state, path)
+        else:
+            for name, tracked in state.modules.items():
+                tensors = load_file(str(path / "models" / f"{name}.safetensors"))
+                missing, unexpected = unwrap(tracked.module).load_state_dict(tensors, strict=False)
+                missing = [k for k in missing if tracked.keep(k)]
+                if missing or unexpected:
+                    raise UserError(
+                        f"checkpoint {path} does not match model {name!r}: missing {missing[:5]}, "
+                        f"unexpected {unexpected[:5]}"
+                    )
+        for name, opt in state.optimizations.items():
+            saved = blob["optimizations"][name]
+            if meta["sharded"]:
+                _load_without_optimizer(opt, saved)
+            else:
+                opt.load_state_dict(saved)
+            if opt.ema is not None:
+                opt.ema.load_state_dict(load_file(str(path / "models" / f"{name}.ema.safetensors")))
+        state.loop.update(blob["loop"])
+        rng_file = path / "rng" / f"rank{distributed.rank()}.pt"
+        if meta["world_size"] == distributed.world_size() and rng_file.is_file():
+            set_rng_state(torch.load(rng_file, weights_only=True))
+        return meta
+
+    def _load_sharded(self, state: TrainingState, path: Path) -> None:
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        payload: dict[str, Any] = {}
+        for name, tracked in state.modules.items():
+            full = get_model_state_dict(tracked.module)
+            payload[f"model.{name}"] = {k: v for k, v in full.items() if tracked.keep(k)}
+        for name, opt in state.optimizations.items():
+            payload[f"optim.{name}"] = get_optimizer_state_dict(opt.module, opt.optimizer)
+        dcp.load(payload, checkpoint_id=str(path / "dcp"))
+        for name, tracked in state.modules.items():
+            set_model_state_dict(
+                tracked.module, payload[f"model.{name}"], options=StateDictOptions(strict=False)
+            )
+        for name, opt in state.optimizations.items():
+            set_optimizer_state_dict(opt.module, opt.optimizer, payload[f"optim.{name}"])
+
+
+def _without_optimizer(opt: Optimization) -> dict[str, Any]:
+    """Scheduler, scaler and step count (the optimizer state itself goes through DCP)."""
+    state = opt.state_dict()
+    state.pop("optimizer")
+    return state
+
+
+def _load_without_optimizer(opt: Optimization, state: dict[str, Any]) -> None:
+    opt.scheduler.load_state_dict(state["scheduler"])
+    opt.scaler.load_state_dict(state["scaler"])
+    opt.steps = int(state["steps"])
+
+
+# -------------------------------------------------------------- weights only ---------
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.safetensors`` file, a ``.pt``/``.pth`` file (tensors only) or a
+    checkpoint directory (its ``models/model.safetensors``)."""
+    if path.is_dir():
+        candidate = path / "models" / "model.safetensors"
+        if not candidate.is_file():
+            raise UserError(f"{path} is not a checkpoint directory with models/model.safetensors")
+        path = candidate
+    if not path.is_file():
+        raise UserError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as e:  # a pickle with code in it, or not a torch file at all
+        raise UserError(f"cannot read weights from {path}: {str(e).splitlines()[0]}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{path} does not hold a flat state dict of tensors")
+    return state
+
+
+@dataclass
+class LoadReport:
+    loaded: list[str]
+    missing: list[str]
+    unexpected: list[str]
+    mismatched: list[str]
+
+    def summary(self) -> str:
+        return (
+            f"loaded {len(self.loaded)} tensors; missing {len(self.missing)}"
+            f"{_few(self.missing)}; unexpected {len(self.unexpected)}{_few(self.unexpected)}; "
+            f"shape-mismatched {len(self.mismatched)}{_few(self.mismatched)}"
+        )
+
+
+def _few(keys: list[str]) -> str:
+    return f" ({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''})" if keys else ""
+
+
+def load_weights(module: nn.Module, files: Iterable[Path]) -> LoadReport:
+    """Load the merged state dicts of ``files`` (later files win) into ``module``."""
+    merged: dict[str, torch.Tensor] = {}
+    for f in files:
+        merged.update(read_weights(Path(f)))
+    target = unwrap(module)
+    own = target.state_dict()
+    usable = {k: v for k, v in merged.items() if k in own and own[k].shape == v.shape}
+    mismatched = [k for k in merged if k in own and own[k].shape != merged[k].shape]
+    missing, unexpected = target.load_state_dict(usable, strict=False)
+    unexpected = [k for k in merged if k not in own]
+    return LoadReport(sorted(usable), sorted(missing), sorted(unexpected), sorted(mismatched))

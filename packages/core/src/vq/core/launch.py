@@ -1,0 +1,96 @@
+"""Starting processes and joining the process group.
+
+Outside torchrun, ``train`` re-launches itself under ``torch.distributed.run`` with one
+process per visible GPU (``--nproc N`` forces N; gloo on CPU) on a free port, which is what
+the reference's ``auto_torchrun`` does. Under torchrun (one node or many) it joins the
+existing group: nccl on CUDA, gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import subprocess
+import sys
+
+import torch
+import torch.distributed as dist
+
+from vq.core.errors import UserError
+from vq.core.testing import free_port
+
+
+class RendezvousError(UserError):
+    """The processes of a run could not find each other."""
+
+
+def under_torchrun() -> bool:
+    return "TORCHELASTIC_RUN_ID" in os.environ or (
+        "RANK" in os.environ and "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ
+    )
+
+
+def default_nproc() -> int:
+    """One process per visible GPU, one on CPU."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 1
+
+
+def relaunch(nproc: int, module: str, argv: list[str]) -> int:
+    """Run ``python -m module argv`` under torchrun with ``nproc`` local processes."""
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc-per-node={nproc}",
+        f"--master-port={free_port()}",
+        "--master-addr=127.0.0.1",
+        "-m",
+        module,
+        *argv,
+    ]
+    env = dict(os.environ)
+    if not torch.cuda.is_available():
+        # torchrun sets OMP_NUM_THREADS=1 per rank; on CPU share the cores instead
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    return subprocess.call(command, env=env)
+
+
+def init_process_group(timeout_s: float = 600) -> torch.device:
+    """Join (or, alone, create) the process group; return this process's device."""
+    if not under_torchrun():
+        os.environ.update(
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(free_port()),
+            RANK="0",
+            WORLD_SIZE="1",
+            LOCAL_RANK="0",
+        )
+    cuda = torch.cuda.is_available()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if cuda:
+        device = torch.device("cuda", local % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if dist.is_initialized():
+        return device
+    backend = "nccl" if cuda else "gloo"
+    try:
+        dist.init_process_group(
+            backend,
+            timeout=datetime.timedelta(seconds=timeout_s),
+            device_id=device if cuda else None,
+        )
+    except (RuntimeError, ValueError, TimeoutError) as e:
+        where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+        raise RendezvousError(
+            f"rank {os.environ.get('RANK')} of {os.environ.get('WORLD_SIZE')} could not join the "
+            f"{backend} process group at {where}: {str(e).splitlines()[0]} (check that every node "
+            "uses the same --master-addr/--master-port and that the port is reachable)"
+        ) from None
+    return device
+
+
+def destroy_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

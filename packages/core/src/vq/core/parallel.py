@@ -1,0 +1,93 @@
+"""Data parallelism applied to plain ``nn.Module``s: DDP or FSDP2 (``fully_shard``).
+
+Model files know nothing of parallelism; a trainer calls ``wrap(module, strategy, ...)`` on
+each trainable model (generator and discriminator separately). With one process the module
+is returned as is, so single-process runs pay no wrapper overhead.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from vq.core import distributed
+from vq.core.config import Config
+
+
+class StrategyConfig(Config):
+    kind: Literal["ddp", "fsdp"] = "ddp"
+    find_unused_parameters: bool = False
+    """DDP only; needed when part of a module gets no gradient in some iterations."""
+    fsdp_min_params: int = 1_000_000
+    """FSDP only: sub-modules with at least this many parameters become their own shard unit."""
+    fsdp_reshard_after_forward: bool = True
+
+
+def has_trainable_parameters(module: nn.Module) -> bool:
+    return any(p.requires_grad for p in module.parameters())
+
+
+def _shard_units(module: nn.Module, min_params: int) -> list[nn.Module]:
+    """Sub-modules that become their own FSDP unit, in post-order (children first).
+
+    A sub-module is a unit when the trainable parameters of its subtree that no smaller unit
+    already holds number at least ``min_params``; the root holds whatever remains.
+    """
+    units: list[nn.Module] = []
+
+    def uncovered(m: nn.Module) -> int:
+        total = sum(uncovered(c) for c in m.children())
+        total += sum(p.numel() for p in m.parameters(recurse=False) if p.requires_grad)
+        if m is not module and total >= min_params:
+            units.append(m)
+            return 0
+        return total
+
+    uncovered(module)
+    return units
+
+
+def wrap(
+    module: nn.Module,
+    strategy: StrategyConfig,
+    device: torch.device,
+    *,
+    param_dtype: torch.dtype | None = None,
+) -> nn.Module:
+    """``module`` wrapped for data parallelism across the current process group.
+
+    ``param_dtype`` (FSDP only) is the compute dtype of the ``MixedPrecisionPolicy``;
+    gradients are always reduced in fp32.
+    """
+    if distributed.world_size() == 1 or not has_trainable_parameters(module):
+        return module
+    if strategy.kind == "ddp":
+        return DistributedDataParallel(
+            module,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=strategy.find_unused_parameters,
+        )
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
+    for unit in _shard_units(module, strategy.fsdp_min_params):
+        fully_shard(
+            unit, mp_policy=policy, reshard_after_forward=strategy.fsdp_reshard_after_forward
+        )
+    fully_shard(module, mp_policy=policy, reshard_after_forward=strategy.fsdp_reshard_after_forward)
+    return module
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The plain module under a DDP wrapper (FSDP2 shards in place, nothing to unwrap)."""
+    return module.module if isinstance(module, DistributedDataParallel) else module
+
+
+def is_sharded(module: nn.Module) -> bool:
+    """True for a module managed by FSDP2 (its state needs ``torch.distributed.checkpoint``)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(module, FSDPModule)

@@ -1,0 +1,210 @@
+"""``train NAME CONFIG [options]``: the command users of the reference already know.
+
+    uv run train vqgan/8192_dd2_aglwg075_imagenet_ddp configs/vqgan/8192_dd2_aglwg075_imagenet_ddp.py \\
+        --config-options iters:1000 --override .loader.batch_size:32 --autocast --auto-resume
+
+Outside torchrun it starts one process per visible GPU (one on CPU, ``--nproc N`` forces N);
+under torchrun it joins the process group. Products go to ``work_dirs/NAME/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from vq.core import distributed, launch
+from vq.core.config import Config
+from vq.core.configfile import apply_overrides, dump_config, load_config, parse_assignments
+from vq.core.errors import EXIT_USER_ERROR, UserError
+from vq.core.logging import LOGGER, setup_logging
+from vq.core.loop import NonFiniteLossError, Run, RunConfig, resolve_resume, train
+from vq.core.registry import TRAINERS
+from vq.core.seeding import rank_seed, seed_everything
+
+DEFAULT_SEED = 3407
+WORK_DIRS_ENV = "VQ_WORK_DIRS"
+
+# The reference needed this override whenever --load-model-from met a resume. vq loads
+# --load-model-from first and the checkpoint second (it wins for what it holds; frozen parts
+# are never in it), so the override has nothing left to do: accepted and ignored.
+LEGACY_OVERRIDES = {".trainer.callbacks[-1].load_state_dict"}
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "config", type=Path, help="config file, e.g. configs/vqgan/8192_imagenet_ddp.py"
+    )
+    parser.add_argument(
+        "--config-options",
+        nargs="*",
+        default=[],
+        metavar="K:V",
+        help="keyword arguments of the config: k:v for a Python literal "
+        "(numbers, tuples, dict(a=1), None, True), k::v for a raw string",
+    )
+    parser.add_argument(
+        "--override",
+        nargs="*",
+        default=[],
+        metavar="PATH:V",
+        help="set a field of the built config by path, e.g. .loop.iters:1000, "
+        ".model.quantizer.num_codes:1024, .data.root::/datasets/imagenet",
+    )
+    parser.add_argument(
+        "--autocast",
+        action="store_true",
+        help="run forward passes in bf16 (fp16 + grad scaler where bf16 is missing); "
+        "quantizer distances, codebook updates and losses stay fp32",
+    )
+
+
+def build_train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="train",
+        description="Train a tokenizer, pixel decoder or proposal network.",
+        epilog=f"Work dirs go under $${WORK_DIRS_ENV} or ./work_dirs unless --work-dirs is given.",
+    )
+    parser.add_argument("name", help="run name; products go to WORK_DIRS/NAME (may contain '/')")
+    _add_config_arguments(parser)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="run seed (default 3407)")
+    parser.add_argument(
+        "--load-model-from",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="F",
+        help="weights to load before training (.safetensors, .pt/.pth state dicts or checkpoint "
+        "dirs); later files win; combined with a resume, the checkpoint wins for what it holds",
+    )
+    parser.add_argument(
+        "--load-from", type=Path, default=None, metavar="DIR", help="resume from checkpoint DIR"
+    )
+    parser.add_argument(
+        "--auto-resume",
+        action="store_true",
+        help="resume from WORK_DIR/checkpoints/latest if it exists (takes priority over --load-from)",
+    )
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        help="processes to start outside torchrun (default: one per visible GPU, one on CPU)",
+    )
+    parser.add_argument(
+        "--work-dirs", type=Path, default=None, help=f"root of work dirs (env {WORK_DIRS_ENV})"
+    )
+    return parser
+
+
+def resolve_config(path: Path, options: list[str], overrides: list[str]) -> RunConfig:
+    """Load CONFIG with its options, apply overrides, check the trainer exists."""
+    config = load_config(path, parse_assignments(options))
+    parsed = parse_assignments(overrides)
+    for legacy in LEGACY_OVERRIDES & parsed.keys():
+        LOGGER.info("override %s is not needed in vq and is ignored", legacy)
+        del parsed[legacy]
+    config = apply_overrides(config, parsed)
+    if not isinstance(config, RunConfig):
+        raise UserError(f"config {path} does not describe a training run")
+    TRAINERS.get(config.trainer)
+    return config
+
+
+def work_dir_of(name: str, root: Path | None) -> Path:
+    if not name or name.startswith("/") or ".." in Path(name).parts:
+        raise UserError(f"run name {name!r} must be a relative path without '..'")
+    return (root or Path(os.environ.get(WORK_DIRS_ENV, "work_dirs"))) / name
+
+
+def write_resolved_config(config: Config, work_dir: Path, source: Path, header: str) -> Path:
+    target = work_dir / source.name
+    tmp = target.with_suffix(".py.tmp")
+    tmp.write_text(dump_config(config, header))
+    tmp.replace(target)
+    return target
+
+
+def run_train(args: argparse.Namespace, argv: list[str]) -> int:
+    config = resolve_config(args.config, args.config_options, args.override)
+    device = launch.init_process_group()
+    try:
+        work_dir = work_dir_of(args.name, args.work_dirs)
+        command = shlex.join(["train", *argv])
+        if distributed.is_main():
+            work_dir.mkdir(parents=True, exist_ok=True)
+            write_resolved_config(config, work_dir, args.config, f"command: {command}")
+        distributed.barrier()
+        header = f"command\n{command}\nresolved config ({args.config})\n{config.model_dump_json(indent=2)}"
+        setup_logging(work_dir, header)
+        LOGGER.info(
+            "run %s: %d process(es) on %s, autocast %s",
+            args.name,
+            distributed.world_size(),
+            device,
+            "on" if args.autocast else "off",
+        )
+        seed_everything(rank_seed(args.seed, distributed.rank()))
+        run = Run(
+            config=config,
+            work_dir=work_dir,
+            device=device,
+            seed=args.seed,
+            autocast_enabled=args.autocast,
+            load_model_from=list(args.load_model_from),
+            resume_from=resolve_resume(work_dir, args.load_from, args.auto_resume),
+        )
+        trainer = TRAINERS.get(config.trainer)(config, run)
+        train(run, trainer)
+        LOGGER.info("done: %s", work_dir)
+    finally:
+        launch.destroy_process_group()
+    return 0
+
+
+def _guarded(function: Any, *args: Any) -> int:
+    try:
+        return function(*args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except NonFiniteLossError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_train_parser().parse_args(argv)
+    if not launch.under_torchrun():
+        nproc = args.nproc or launch.default_nproc()
+        if nproc > 1:
+            # validate before starting N processes, so a typo fails once, fast
+            code = _guarded(resolve_config, args.config, args.config_options, args.override)
+            if isinstance(code, int):
+                return code
+            forwarded = _strip_nproc(argv)
+            return launch.relaunch(nproc, "vq.train", forwarded)
+    return _guarded(run_train, args, argv)
+
+
+def _strip_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        out.append(a)
+    return out
+
+
+def main() -> None:
+    sys.exit(train_main())

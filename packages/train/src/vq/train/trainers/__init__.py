@@ -1,0 +1,1 @@
+"""Per-family trainers, each registered in group ``vq.trainers``."""
