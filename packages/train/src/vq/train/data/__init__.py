@@ -13,26 +13,44 @@ from vq.train.data.base import (
     collate,
     load_rgb,
 )
-from vq.train.data.config import DatasetConfig, build_dataset
+from vq.train.data.config import (
+    ConcatConfig,
+    DatasetConfig,
+    build_dataset,
+    celeba_hq,
+    ffhq,
+    hq_faces,
+)
 from vq.train.data.folders import FolderConfig, ImageFolderConfig
+from vq.train.data.imagenet import ImageNetConfig
 from vq.train.data.photos import LICENCES, PhotosConfig, PhotosDataset
+from vq.train.data.public import COCOConfig, LAIONAestheticsConfig, SAMed2DConfig, SATINConfig
 from vq.train.data.transforms import Augmentation, build_transform, to_float, to_uint8
 
 __all__ = [
     "LICENCES",
     "Augmentation",
     "BadImagePolicy",
+    "COCOConfig",
+    "ConcatConfig",
     "DatasetConfig",
     "FolderConfig",
     "ImageFileDataset",
     "ImageFolderConfig",
+    "ImageNetConfig",
     "Item",
+    "LAIONAestheticsConfig",
     "PhotosConfig",
     "PhotosDataset",
+    "SAMed2DConfig",
+    "SATINConfig",
     "Split",
     "build_dataset",
     "build_transform",
+    "celeba_hq",
     "collate",
+    "ffhq",
+    "hq_faces",
     "load_rgb",
     "to_float",
     "to_uint8",
