@@ -72,6 +72,11 @@ def wrap(
         )
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+    # DDP broadcasts rank 0's weights when it wraps; fully_shard does not, and ranks are
+    # seeded differently, so make every rank start from rank 0's initialisation first.
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            distributed.broadcast_(tensor.data)
     policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
     for unit in _shard_units(module, strategy.fsdp_min_params):
         fully_shard(

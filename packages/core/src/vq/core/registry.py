@@ -7,11 +7,14 @@ Each member declares what it provides in its own ``pyproject.toml``::
 
 ``Registry("vq.trainers").get("vqgan")`` imports the object on first use only, caches it,
 and fails with the list of installed names when a config asks for one that is missing.
+A name of the form ``package.module:Object`` imports that object directly, so a project can
+use its own trainer without packaging it.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -47,6 +50,12 @@ class Registry:
 @functools.cache
 def _load(group: str, kind: str, name: str) -> Any:
     points = _entry_points(group)
+    if name not in points and ":" in name:
+        module_name, _, attribute = name.partition(":")
+        try:
+            return getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as e:
+            raise UnknownComponentError(f"cannot import {kind} {name!r}: {e}") from None
     if name not in points:
         choices = ", ".join(sorted(points)) or "none"
         raise UnknownComponentError(
