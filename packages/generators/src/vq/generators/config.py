@@ -1,0 +1,75 @@
+"""Typed config of a proposal network and the one function that builds it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from vq.core.config import Config
+from vq.generators import gpt2, llama
+from vq.generators.network import ProposalNetwork
+from vq.generators.sequence import SequenceLayout
+
+_PRESETS = {"llama": llama.PRESETS, "gpt2": gpt2.PRESETS}
+_FIELDS = {
+    "llama": set(llama.LlamaConfig.__dataclass_fields__) - {"vocab_size"},
+    "gpt2": set(gpt2.GPT2Config.__dataclass_fields__) - {"vocab_size"},
+}
+
+
+class ProposalNetworkConfig(Config):
+    """Which transformer, its size, and how the class label enters the sequence.
+
+    ``overrides`` changes single fields of the preset (e.g. ``{"depth": 4}``); the keys are
+    the fields of ``LlamaConfig`` / ``GPT2Config``. ``null_class`` adds the unconditional
+    id to the vocabulary that classifier-free guidance needs, and ``label_dropout`` is the
+    training probability of replacing a class by it. ``pretrained`` (gpt2 only) is a local
+    Hugging Face GPT-2 directory whose text weights initialise the model (the reference
+    starts from ``gpt2-medium``).
+    """
+
+    architecture: Literal["llama", "gpt2"] = "llama"
+    preset: str = "medium"
+    overrides: dict[str, int | float] = Field(default_factory=dict)
+    null_class: bool = True
+    label_dropout: float = 0.1
+    pretrained: Path | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ProposalNetworkConfig:
+        presets = _PRESETS[self.architecture]
+        if self.preset not in presets:
+            raise ValueError(
+                f"unknown {self.architecture} preset {self.preset!r}; choose from {sorted(presets)}"
+            )
+        unknown = set(self.overrides) - _FIELDS[self.architecture]
+        if unknown:
+            raise ValueError(
+                f"overrides {sorted(unknown)} are not {self.architecture} fields; "
+                f"choose from {sorted(_FIELDS[self.architecture])}"
+            )
+        if not 0.0 <= self.label_dropout < 1.0:
+            raise ValueError(f"label_dropout must be in [0, 1), got {self.label_dropout}")
+        if self.label_dropout > 0 and not self.null_class:
+            raise ValueError("label_dropout > 0 needs null_class=True (the id it drops to)")
+        if self.pretrained is not None and self.architecture != "gpt2":
+            raise ValueError("pretrained weights are supported for architecture 'gpt2' only")
+        return self
+
+    def layout(self, codebook_size: int, num_classes: int) -> SequenceLayout:
+        return SequenceLayout(num_classes, codebook_size, self.null_class)
+
+
+def build_proposal_network(
+    cfg: ProposalNetworkConfig, codebook_size: int, num_classes: int
+) -> ProposalNetwork:
+    """The model of ``cfg`` with a vocabulary for ``num_classes`` (+ null) and the codebook."""
+    vocab_size = cfg.layout(codebook_size, num_classes).vocab_size
+    if cfg.architecture == "llama":
+        return llama.Llama.from_preset(cfg.preset, vocab_size, **cfg.overrides)
+    model = gpt2.GPT2.from_preset(cfg.preset, vocab_size, **cfg.overrides)
+    if cfg.pretrained is not None:
+        gpt2.load_hf_gpt2(model, cfg.pretrained)
+    return model
