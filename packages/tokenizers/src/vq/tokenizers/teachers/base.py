@@ -20,6 +20,7 @@ forwarded). The teacher itself holds no parameters or buffers.
 from __future__ import annotations
 
 import importlib
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +79,7 @@ def read_state_dict(path: Path, *, teacher: str, source: str) -> dict[str, Tenso
     return dict(state)
 
 
-class Teacher(nn.Module):
+class Teacher(nn.Module, ABC):
     """A frozen network: ``forward(original_image (B, 3, H, W) uint8) -> (B, dim, h, w)``.
 
     Subclasses build the network and implement ``extract`` (normalised images at
@@ -158,9 +159,9 @@ class Teacher(nn.Module):
             )
         return self.extract(self.preprocess(original_image))
 
+    @abstractmethod
     def extract(self, x: Tensor) -> Tensor:
         """Normalised ``(B, 3, S, S)`` -> patch features ``(B, dim, S/p, S/p)``."""
-        raise NotImplementedError
 
     def convert_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
         """Map a checkpoint onto the network's parameter names (identity by default)."""
