@@ -49,7 +49,11 @@ class Quantizer(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def forward(self, z: Tensor) -> QuantizerOutput:
-        """Quantize ``z`` (B, D, h, w); updates codebook state when ``self.training``."""
+        """Quantize ``z`` (B, D, h, w); updates codebook state when ``self.training``.
+
+        The statistics are all-reduced, so with a process group every rank must call
+        ``forward`` together (use ``indices``/``codes`` for work done on one rank only).
+        """
 
     @abc.abstractmethod
     def codes(self, indices: Tensor) -> Tensor:

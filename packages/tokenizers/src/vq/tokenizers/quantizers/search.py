@@ -9,7 +9,7 @@ most (chunk_rows, K) distances exist at a time, and each chunk is one matmul:
     cosine:  1 - x.e / (|x| |e|)
 
 The codebook terms (|e|^2, or the normalised codebook) are computed once per call, not once
-per chunk. Distances are always computed in fp32 (fp64 inputs stay fp64), also under
+per chunk, and every chunk writes into the same preallocated (chunk_rows, K) buffer. Distances are always computed in fp32 (fp64 inputs stay fp64), also under
 autocast: bf16 distances would pick wrong codes whenever two codes are close.
 
 Besides the nearest code of every row, the search can also return the nearest *row* of
@@ -67,9 +67,12 @@ def nearest_codes(
         raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
     x, codebook = x.detach(), codebook.detach()
     n, k = x.shape[0], codebook.shape[0]
+    # Every chunk computes scores to maximise; distance = offset - score per row, with
+    #   l2:     score = 2 x.e - |e|^2,  offset = |x|^2
+    #   cosine: score = cos(x, e),      offset = 1
     if distance == "l2":
         codes_t = codebook.t().contiguous()  # (D, K)
-        code_sq = codebook.pow(2).sum(1)  # (K,)
+        neg_code_sq = codebook.pow(2).sum(1).neg_()  # (K,) -|e|^2
     elif distance == "cosine":
         codes_t = F.normalize(codebook, dim=1).t().contiguous()  # (D, K)
     else:
@@ -79,32 +82,36 @@ def nearest_codes(
     distances = torch.empty(n, dtype=x.dtype, device=x.device)
     if with_code_rows:
         code_rows = torch.zeros(k, dtype=torch.long, device=x.device)
-        code_distances = torch.full((k,), float("inf"), dtype=x.dtype, device=x.device)
+        code_best = torch.full((k,), float("-inf"), dtype=x.dtype, device=x.device)
+    # The one (chunk, K) allocation of the call, reused by every chunk.
+    buffer = x.new_empty(max(min(chunk_rows, n), 1), k)
 
     for start in range(0, n, chunk_rows):
         rows = x[start : start + chunk_rows]  # (n_c, D)
+        end = start + rows.shape[0]
+        scores = buffer[: rows.shape[0]]  # (n_c, K)
         if distance == "l2":
-            row_sq = rows.pow(2).sum(1, keepdim=True)  # (n_c, 1)
-            # |e|^2 - 2 x.e: the per-row constant |x|^2 does not change the nearest code.
-            d = torch.addmm(code_sq, rows, codes_t, beta=1.0, alpha=-2.0)  # (n_c, K)
-            best, best_index = d.min(dim=1)  # (n_c,)
-            distances[start : start + rows.shape[0]] = (best + row_sq.squeeze(1)).clamp_min_(0)
+            offset = rows.pow(2).sum(1)  # (n_c,)
+            torch.addmm(neg_code_sq, rows, codes_t, alpha=2.0, out=scores)
         else:
-            d = torch.mm(F.normalize(rows, dim=1), codes_t).neg_().add_(1.0)  # (n_c, K)
-            best, best_index = d.min(dim=1)
-            distances[start : start + rows.shape[0]] = best
-        indices[start : start + rows.shape[0]] = best_index
+            offset = rows.new_ones(rows.shape[0])
+            torch.mm(F.normalize(rows, dim=1), codes_t, out=scores)
+        best, best_index = scores.max(dim=1)  # (n_c,): the first maximum on ties
+        indices[start:end] = best_index
+        distances[start:end] = offset - best
 
         if with_code_rows:
-            if distance == "l2":
-                d.add_(row_sq)  # the full |x - e|^2, now comparable across rows
-            chunk_best, chunk_row = d.min(dim=0)  # (K,)
-            better = chunk_best < code_distances  # strict: earlier rows win ties
-            code_distances = torch.where(better, chunk_best, code_distances)
+            scores.sub_(offset.unsqueeze(1))  # -distance, comparable across rows
+            chunk_best, chunk_row = scores.max(dim=0)  # (K,)
+            better = chunk_best > code_best  # strict: earlier rows win ties
+            code_best = torch.where(better, chunk_best, code_best)
             code_rows = torch.where(better, chunk_row + start, code_rows)
 
+    if distance == "l2":
+        distances.clamp_min_(0)  # rounding can make |x - e|^2 slightly negative
     if not with_code_rows:
         return SearchResult(indices, distances)
+    code_distances = code_best.neg()
     if distance == "l2":
-        code_distances = code_distances.clamp_min(0)
+        code_distances.clamp_min_(0)
     return SearchResult(indices, distances, code_rows, code_distances)

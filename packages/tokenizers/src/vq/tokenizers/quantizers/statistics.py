@@ -54,6 +54,7 @@ class CodebookHistogram:
     """
 
     def __init__(self, num_codes: int, device: torch.device | str | None = None) -> None:
+        """``device`` holds the counts; with NCCL it must be the rank's CUDA device."""
         self.num_codes = num_codes
         self.counts = torch.zeros(num_codes, dtype=torch.long, device=device)  # (K,)
 
