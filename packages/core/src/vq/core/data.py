@@ -162,6 +162,10 @@ def build_loader(
             f"each process gets {len(sampler)} samples per epoch, fewer than its batch of {batch}"
         )
     workers = config.workers
+    # Every new iterator draws a base seed; from its own generator, not the global RNG, so a
+    # run resumed mid-epoch (one extra iterator) keeps the dropout/noise streams of a run
+    # that never stopped. Samples are seeded by SeededDataset, so this seed changes nothing.
+    loader_rng = torch.Generator().manual_seed(seed)
     loader = DataLoader(
         SeededDataset(dataset),
         batch_size=batch,
@@ -172,5 +176,6 @@ def build_loader(
         drop_last=config.drop_last and train,
         persistent_workers=config.persistent_workers and workers > 0,
         prefetch_factor=config.prefetch_factor if workers > 0 else None,
+        generator=loader_rng,
     )
     return loader, sampler
