@@ -1,0 +1,91 @@
+"""The reference's class-to-image AR recipe on ImageNet (RECIPES §3.8, §2.4).
+
+A GPT-2 (pretrained text weights) or LLaMA (from scratch) network models ``[class] + 16x16``
+tokens of a frozen tokenizer run: 260k iterations of 96 images (global), weak augmentation
+at 256 px, AdamW 1e-4 / betas (0.9, 0.98) / weight decay 0.2 / eps 1e-6, cosine to 0 without
+warm-up. The ``cfg`` variants drop 10% of the labels to the null class and sample with
+guidance 1.75; every variant samples with temperature 1.0, top-k 600, top-p 0.92.
+
+Every file of this folder takes the reference's options::
+
+    --config-options ir_config::work_dirs/<tokenizer or decoder run>/<its config>.py \\
+                     ir_state_dict::work_dirs/<that run>/checkpoints/latest \\
+                     it_state_dict::work_dirs/<its tokenizer run>/checkpoints/latest  (decoder runs)
+
+plus ``iters``, ``batch_size``, ``transformer_size`` (a preset of the architecture) and
+``token_file`` (train on tokens written ahead instead of tokenizing ImageNet each step).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from vq.core.data import LoaderConfig
+from vq.core.errors import UserError
+from vq.core.loop import LoopConfig
+from vq.core.parallel import StrategyConfig
+from vq.generators import ProposalNetworkConfig
+from vq.train.data import ImageNetConfig
+from vq.train.trainers.ar import (
+    ARRunConfig,
+    FrozenTokenizerConfig,
+    SamplingConfig,
+    TokenFileConfig,
+    fsdp_strategy,
+)
+
+GUIDANCE_SCALE = 1.75
+LABEL_DROPOUT = 0.1
+# Hugging Face repository names of the GPT-2 sizes, under pretrained/huggingface/.
+GPT2_PRETRAINED = {"small": "gpt2", "medium": "gpt2-medium", "large": "gpt2-large", "xl": "gpt2-xl"}
+
+
+def c2i_recipe(
+    transformer: Literal["gpt2", "llama"],
+    *,
+    guidance: bool,
+    fsdp: bool = False,
+    ir_config: str | None,
+    ir_state_dict: str | None,
+    it_state_dict: str | None = None,
+    iters: int = 260_000,
+    batch_size: int = 96,
+    transformer_size: str = "medium",
+    token_file: str | None = None,
+) -> ARRunConfig:
+    if ir_config is None or ir_state_dict is None:
+        raise UserError(
+            "the AR configs need the frozen tokenizer: --config-options "
+            "ir_config::work_dirs/<run>/<config>.py ir_state_dict::work_dirs/<run>/checkpoints/"
+            "latest (and it_state_dict::... for a pixel-decoder run)"
+        )
+    pretrained = None
+    if transformer == "gpt2" and transformer_size in GPT2_PRETRAINED:
+        pretrained = Path("pretrained/huggingface") / GPT2_PRETRAINED[transformer_size]
+    network = ProposalNetworkConfig(
+        architecture=transformer,
+        preset=transformer_size,
+        null_class=guidance,
+        label_dropout=LABEL_DROPOUT if guidance else 0.0,
+        pretrained=pretrained,
+    )
+    state_dicts = [Path(ir_state_dict)] + ([Path(it_state_dict)] if it_state_dict else [])
+    images = ImageNetConfig(image_size=256, augmentation="weak")
+    return ARRunConfig(
+        network=network,
+        tokenizer=FrozenTokenizerConfig(config=Path(ir_config), state_dicts=state_dicts),
+        data=TokenFileConfig(path=Path(token_file)) if token_file else images,
+        num_classes=1000,
+        sampling=SamplingConfig(
+            guidance_scale=GUIDANCE_SCALE if guidance else 1.0,
+            temperature=1.0,
+            top_k=600,
+            top_p=0.92,
+        ),
+        loop=LoopConfig(
+            iters=iters, log_interval=50, visual_interval=500, checkpoint_interval=10_000
+        ),
+        loader=LoaderConfig(batch_size=batch_size, batch_size_is_global=True, workers=5),
+        strategy=fsdp_strategy(network) if fsdp else StrategyConfig(kind="ddp"),
+    )
