@@ -1,0 +1,45 @@
+"""Evaluation metrics: reconstruction quality, generation fidelity and codebook use.
+
+* ``image``: per-image L1, MSE, PSNR and SSIM (scikit-image's definitions) on [0, 1] images.
+* ``fid``: Inception features, their cross-rank gathering without sampler duplicates,
+  cached reference statistics, and FID / IS / KID as torch-fidelity defines them.
+* ``codebook``: usage, entropy and perplexity of the code histogram of a whole set.
+* ``results``: the JSON record of one evaluation.
+
+``fid`` imports torch-fidelity lazily, so importing this package stays cheap.
+"""
+
+from vq.train.metrics.codebook import CodebookHistogram, codebook_metrics
+from vq.train.metrics.fid import (
+    FeatureAccumulator,
+    FIDStatistics,
+    InceptionFeatures,
+    compute_fidelity,
+    fid_statistics_path,
+    frechet_distance,
+    inception_score,
+    kernel_inception_distance,
+)
+from vq.train.metrics.image import l1, mse, psnr, reconstruction_metrics, ssim, to_unit_range
+from vq.train.metrics.results import read_metrics_json, write_metrics_json
+
+__all__ = [
+    "CodebookHistogram",
+    "FIDStatistics",
+    "FeatureAccumulator",
+    "InceptionFeatures",
+    "codebook_metrics",
+    "compute_fidelity",
+    "fid_statistics_path",
+    "frechet_distance",
+    "inception_score",
+    "kernel_inception_distance",
+    "l1",
+    "mse",
+    "psnr",
+    "read_metrics_json",
+    "reconstruction_metrics",
+    "ssim",
+    "to_unit_range",
+    "write_metrics_json",
+]
