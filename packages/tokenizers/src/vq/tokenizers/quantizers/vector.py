@@ -158,7 +158,10 @@ class VectorQuantizer(Quantizer):
 
             with torch.no_grad():
                 search_codebook = self.code_vectors()  # (K, D)
-            revive_locally = self.training and self.reviver is not None and not cfg.cvq.sync
+            # Local CVQ anchors come out of the same search; synced ones need all features.
+            revive_locally = (
+                self.training and self.reviver is not None and not self.reviver.cfg.sync
+            )
             found = nearest_codes(
                 x, search_codebook, cfg.distance, cfg.search_chunk_rows, revive_locally
             )
