@@ -162,6 +162,8 @@ class Checkpointer:
                 self._write(state, partial, iteration)
             except OSError as e:
                 error = f"{e.strerror or e} ({e.filename or partial})"
+            except Exception as e:  # reported to every rank instead of leaving them waiting
+                error = f"{type(e).__name__}: {e}"
         errors = [e for e in distributed.all_gather_objects(error) if e]
         if not errors and distributed.is_main():
             try:
@@ -189,9 +191,12 @@ class Checkpointer:
                 _save_tensors(module_state(tracked), out / "models" / f"{name}.safetensors")
                 files.append(f"models/{name}.safetensors")
         if distributed.is_main():
-            for name, opt in state.optimizations.items():
-                if opt.ema is not None:
-                    _save_tensors(opt.ema.state_dict(), out / "models" / f"{name}.ema.safetensors")
+            if not state.sharded():  # sharded EMA shadows go through DCP with the models
+                for name, opt in state.optimizations.items():
+                    if opt.ema is not None:
+                        _save_tensors(
+                            opt.ema.state_dict(), out / "models" / f"{name}.ema.safetensors"
+                        )
             blob = {
                 "optimizations": {
                     n: (o.state_dict() if not state.sharded() else _without_optimizer(o))
@@ -225,6 +230,8 @@ class Checkpointer:
             payload[f"model.{name}"] = {k: v for k, v in model_state.items() if tracked.keep(k)}
         for name, opt in state.optimizations.items():
             payload[f"optim.{name}"] = get_optimizer_state_dict(opt.module, opt.optimizer)
+            if opt.ema is not None:
+                payload[f"ema.{name}"] = opt.ema.state_dict()
         dcp.save(payload, checkpoint_id=str(out / "dcp"))
 
     def _publish(self, partial: Path, final: Path, iteration: int) -> None:
@@ -295,7 +302,7 @@ class Checkpointer:
                 _load_without_optimizer(opt, saved)
             else:
                 opt.load_state_dict(saved)
-            if opt.ema is not None:
+            if opt.ema is not None and not meta["sharded"]:
                 opt.ema.load_state_dict(load_file(str(path / "models" / f"{name}.ema.safetensors")))
         state.loop.update(blob["loop"])
         rng_file = path / "rng" / f"rank{distributed.rank()}.pt"
@@ -319,7 +326,9 @@ class Checkpointer:
             payload[f"model.{name}"] = {k: v for k, v in full.items() if tracked.keep(k)}
         for name, opt in state.optimizations.items():
             payload[f"optim.{name}"] = get_optimizer_state_dict(opt.module, opt.optimizer)
-        dcp.load(payload, checkpoint_id=str(path / "dcp"))
+            if opt.ema is not None:
+                payload[f"ema.{name}"] = opt.ema.state_dict()
+        dcp.load(payload, checkpoint_id=str(path / "dcp"))  # loads in place, EMA included
         for name, tracked in state.modules.items():
             set_model_state_dict(
                 tracked.module, payload[f"model.{name}"], options=StateDictOptions(strict=False)
@@ -398,3 +407,34 @@ def load_weights(module: nn.Module, files: Iterable[Path]) -> LoadReport:
     missing, unexpected = target.load_state_dict(usable, strict=False)
     unexpected = [k for k in merged if k not in own]
     return LoadReport(sorted(usable), sorted(missing), sorted(unexpected), sorted(mismatched))
+
+
+# -------------------------------------------------------------- consolidation --------
+
+
+def consolidate(checkpoint: Path, out: Path, model: str = "model") -> int:
+    """Gather the sharded weights of ``model`` in an FSDP checkpoint into one safetensors
+    file; returns the number of tensors. Needs no process group."""
+    import tempfile
+
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    meta_file = checkpoint / "meta.json"
+    if not meta_file.is_file():
+        raise UserError(f"{checkpoint} is not a complete checkpoint (no meta.json)")
+    meta = json.loads(meta_file.read_text())
+    if model not in meta["modules"]:
+        raise UserError(f"{checkpoint} has no model {model!r}; it has {sorted(meta['modules'])}")
+    if not meta["sharded"]:
+        tensors = load_file(str(checkpoint / "models" / f"{model}.safetensors"))
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            full = Path(tmp) / "full.pt"
+            dcp_to_torch_save(str(checkpoint / "dcp"), str(full))
+            payload = torch.load(full, weights_only=True)
+        tensors = payload[f"model.{model}"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out.with_name(out.name + ".partial")
+    _save_tensors(tensors, tmp_out)
+    os.replace(tmp_out, out)
+    return len(tensors)

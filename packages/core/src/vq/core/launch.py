@@ -56,17 +56,14 @@ def relaunch(nproc: int, module: str, argv: list[str]) -> int:
 
 
 def init_process_group(timeout_s: float = 600) -> torch.device:
-    """Join (or, alone, create) the process group; return this process's device."""
-    if not under_torchrun():
-        os.environ.update(
-            MASTER_ADDR="127.0.0.1",
-            MASTER_PORT=str(free_port()),
-            RANK="0",
-            WORLD_SIZE="1",
-            LOCAL_RANK="0",
-        )
+    """Join the torchrun process group, or alone create a group of one; return the device.
+
+    A group of one needs no rendezvous (an in-memory store) and leaves the environment
+    untouched, so a later call in the same process still sees that it is not under torchrun.
+    """
+    alone = not under_torchrun()
     cuda = torch.cuda.is_available()
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+    local = 0 if alone else int(os.environ.get("LOCAL_RANK", "0"))
     if cuda:
         device = torch.device("cuda", local % torch.cuda.device_count())
         torch.cuda.set_device(device)
@@ -75,12 +72,14 @@ def init_process_group(timeout_s: float = 600) -> torch.device:
     if dist.is_initialized():
         return device
     backend = "nccl" if cuda else "gloo"
-    try:
+    timeout = datetime.timedelta(seconds=timeout_s)
+    if alone:
         dist.init_process_group(
-            backend,
-            timeout=datetime.timedelta(seconds=timeout_s),
-            device_id=device if cuda else None,
+            backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout
         )
+        return device
+    try:
+        dist.init_process_group(backend, timeout=timeout, device_id=device if cuda else None)
     except (RuntimeError, ValueError, TimeoutError) as e:
         where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
         raise RendezvousError(

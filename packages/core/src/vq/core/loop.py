@@ -239,12 +239,15 @@ def train(run: Run, trainer: Trainer) -> dict[str, float]:
     iteration = start
     try:
         for iteration in range(start + 1, cfg.iters + 1):
-            step_logs: dict[str, float] = {}
+            sums: dict[str, float] = {}
+            counts: dict[str, int] = {}
             for _ in range(cfg.accumulation):
                 batch = to_device(batches.next(), run.device)
-                out = trainer.step(batch, iteration)
-                for k, v in out.items():
-                    step_logs[k] = step_logs.get(k, 0.0) + _scalar(v) / cfg.accumulation
+                for k, v in trainer.step(batch, iteration).items():
+                    sums[k] = sums.get(k, 0.0) + _scalar(v)
+                    counts[k] = counts.get(k, 0) + 1
+            # mean over the micro-batches that reported each value (lr: only the last one)
+            step_logs = {k: sums[k] / counts[k] for k in sums}
             bad = {k: v for k, v in step_logs.items() if not math.isfinite(v)}
             if bad:
                 previous = latest_checkpoint(checkpoints.directory)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vq.core import distributed, launch
+from vq.core.checkpoint import CheckpointError, consolidate
 from vq.core.config import Config
 from vq.core.configfile import apply_overrides, dump_config, load_config, parse_assignments
 from vq.core.errors import EXIT_USER_ERROR, UserError
@@ -171,7 +172,7 @@ def _guarded(function: Any, *args: Any) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except NonFiniteLossError as e:
+    except (NonFiniteLossError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 
@@ -183,12 +184,17 @@ def train_main(argv: list[str] | None = None) -> int:
         nproc = args.nproc or launch.default_nproc()
         if nproc > 1:
             # validate before starting N processes, so a typo fails once, fast
-            code = _guarded(resolve_config, args.config, args.config_options, args.override)
-            if isinstance(code, int):
+            code = _guarded(_validate_only, args)
+            if code:
                 return code
             forwarded = _strip_nproc(argv)
             return launch.relaunch(nproc, "vq.train", forwarded)
     return _guarded(run_train, args, argv)
+
+
+def _validate_only(args: argparse.Namespace) -> int:
+    resolve_config(args.config, args.config_options, args.override)
+    return 0
 
 
 def _strip_nproc(argv: list[str]) -> list[str]:
@@ -208,3 +214,27 @@ def _strip_nproc(argv: list[str]) -> list[str]:
 
 def main() -> None:
     sys.exit(train_main())
+
+
+def consolidate_main(argv: list[str] | None = None) -> int:
+    """``consolidate CHECKPOINT OUT.safetensors``: one file from a sharded FSDP checkpoint."""
+    parser = argparse.ArgumentParser(
+        prog="consolidate",
+        description="Write the weights of one model of a checkpoint (FSDP-sharded or not) "
+        "into a single safetensors file, usable with --load-model-from.",
+    )
+    parser.add_argument("checkpoint", type=Path, help="e.g. work_dirs/NAME/checkpoints/iter_N")
+    parser.add_argument("out", type=Path, help="output .safetensors file")
+    parser.add_argument("--model", default="model", help="which tracked model (default: model)")
+    args = parser.parse_args(argv)
+
+    def run() -> int:
+        n = consolidate(args.checkpoint, args.out, args.model)
+        print(f"wrote {n} tensors of {args.model!r} to {args.out}")
+        return 0
+
+    return _guarded(run)
+
+
+def consolidate_entry() -> None:
+    sys.exit(consolidate_main())
