@@ -106,10 +106,9 @@ def run_distributed(fn: Callable[..., Any], world_size: int, *args: Any) -> list
         now = time.monotonic()
         for r, p in enumerate(procs):
             reported = r in results or any(f.startswith(f"rank {r} ") for f in failures)
-            if p.exitcode is not None and not reported:
-                # give a result written just before exiting a moment to arrive
-                if now - silent.setdefault(r, now) > 5:
-                    failures.append(f"rank {r} exited with code {p.exitcode} without a result")
+            # a dead rank gets a moment for a result written just before it exited to arrive
+            if p.exitcode is not None and not reported and now - silent.setdefault(r, now) > 5:
+                failures.append(f"rank {r} exited with code {p.exitcode} without a result")
         time.sleep(0.02)
     for p in procs:
         p.join()
