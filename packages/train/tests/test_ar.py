@@ -293,3 +293,45 @@ def test_training_lowers_the_loss_resumes_exactly_and_never_saves_the_tokenizer(
     assert len(losses) == 16
     assert sum(losses[-4:]) / 4 < 0.8 * sum(losses[:4]) / 4, losses
     assert (tmp_path / "straight" / "visuals" / "iter_16.png").is_file()
+
+
+def _class_token_file(path: Path, codebook_size: int | None = NUM_CODES) -> Path:
+    """36 4x4 grids, 4 per class of 9; every grid of class c is the same ramp from 7c."""
+    categories = torch.arange(36) % 9
+    tokens = (categories[:, None] * 7 + torch.arange(16)) % NUM_CODES  # (36, 16)
+    ids = [f"photo{i}" for i in range(36)]
+    write_token_file(path, tokens.view(36, 4, 4), categories, ids, codebook_size=codebook_size)
+    return path
+
+
+@pytest.mark.slow
+def test_training_on_a_token_file_without_a_tokenizer(tmp_path: Path) -> None:
+    tokens = _class_token_file(tmp_path / "tokens.safetensors")
+    argv = ["tok", str(DEMO), "--work-dirs", str(tmp_path), "--override", ".loop.log_interval:1"]
+    options = [f"token_file::{tokens}", "batch_size:4", "lr:1e-2", "iters:12"]
+    assert train_main([*argv, "--config-options", *options]) == 0
+    losses = _losses(tmp_path, "tok")
+    assert len(losses) == 12
+    assert losses[0] == pytest.approx(torch.log(torch.tensor(32.0)).item(), abs=1e-3)  # zero head
+    assert sum(losses[-3:]) / 3 < 0.6 * losses[0], losses
+    checkpoint = load_file(str(tmp_path / "tok/checkpoints/iter_12/models/model.safetensors"))
+    assert checkpoint["embed_tokens.weight"].shape[0] == 9 + 1 + NUM_CODES  # classes, null, codes
+
+
+def test_bad_token_files_and_missing_gpt2_weights_fail_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def train(token_file: Path, *overrides: str) -> str:
+        argv = ["bad", str(DEMO), "--work-dirs", str(tmp_path), "--override", *overrides]
+        argv += ["--config-options", f"token_file::{token_file}", "transformer::gpt2"]
+        assert train_main(argv) == 2
+        lines = capsys.readouterr().err.strip().splitlines()  # info logs, then the error
+        assert [line for line in lines if line.startswith("error:")] == lines[-1:], lines
+        return lines[-1]
+
+    unsized = _class_token_file(tmp_path / "unsized.safetensors", codebook_size=None)
+    assert "does not record codebook_size" in train(unsized)
+    tokens = _class_token_file(tmp_path / "tokens.safetensors")
+    assert "9 classes but num_classes is 4" in train(tokens, ".num_classes:4")
+    missing = tmp_path / "nowhere" / "gpt2-medium"
+    assert str(missing / "config.json") in train(tokens, f".network.pretrained::{missing}")
