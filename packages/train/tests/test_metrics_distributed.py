@@ -51,12 +51,8 @@ def _worker() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def ranks(request) -> list[dict[str, Any]]:
-    # Spawned ranks unpickle `_worker` by module name (packages.train.tests...), which needs
-    # the repository root on sys.path; spawn hands the parent's sys.path to the children.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(request.config.rootpath))
-        return run_distributed(_worker, 2)
+def ranks() -> list[dict[str, Any]]:
+    return run_distributed(_worker, 2)
 
 
 @pytest.mark.slow

@@ -331,12 +331,8 @@ def _inception_worker(weights: str, folder: str) -> dict[str, torch.Tensor]:
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_two_ranks_give_the_single_process_result(
-    inception_setup, single_process_fidelity, monkeypatch, request
-):
+def test_two_ranks_give_the_single_process_result(inception_setup, single_process_fidelity):
     weights, folders, rows = inception_setup
-    # Spawned ranks unpickle the worker by module name (packages.train.tests...).
-    monkeypatch.syspath_prepend(str(request.config.rootpath))
     results = run_distributed(_inception_worker, 2, str(weights), str(folders["astronaut"]))
     assert torch.equal(results[0]["features"], results[1]["features"])  # every rank has all
     gathered = results[0]
@@ -347,12 +343,12 @@ def test_two_ranks_give_the_single_process_result(
     torch.testing.assert_close(
         gathered["logits"], rows["astronaut"]["logits"], rtol=1e-4, atol=1e-4
     )
-    multi = compute_fidelity(
-        gathered,
-        rows["chelsea"],
-        reference_name="chelsea",
-        isc_splits=ISC_SPLITS,
-        kid_subset_size=N_IMAGES,
+    # FID is a function of the gathered features just compared (and its 2048-d sqrtm is the
+    # slowest step of these tests); IS and KID also depend on the row order, so check them.
+    isc = inception_score(gathered["logits"], splits=ISC_SPLITS)
+    kid = kernel_inception_distance(
+        gathered["features"], rows["chelsea"]["features"], subset_size=N_IMAGES
     )
-    for key in ("fid", "isc_mean", "isc_std", "kid_mean"):
-        assert multi[key] == pytest.approx(single_process_fidelity[key], rel=1e-4), key
+    assert isc[0] == pytest.approx(single_process_fidelity["isc_mean"], rel=1e-4)
+    assert isc[1] == pytest.approx(single_process_fidelity["isc_std"], rel=1e-3, abs=1e-6)
+    assert kid[0] == pytest.approx(single_process_fidelity["kid_mean"], rel=1e-4)

@@ -71,7 +71,8 @@ def _read_inception_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise UserError(f"cannot read Inception weights {path}: {error}") from error
+        detail = " ".join(str(error).split())
+        raise UserError(f"cannot read Inception weights {path}: {detail}") from error
     if not isinstance(state_dict, Mapping):
         raise UserError(f"{path} holds a {type(state_dict).__name__}, not a state dict")
     missing = [key for key in _SENTINEL_KEYS if key not in state_dict]
@@ -118,6 +119,10 @@ class InceptionFeatures(nn.Module):
             detail = " ".join(str(error).split())  # one line, as UserErrors are printed
             raise UserError(f"{self.weights_path} does not fit Inception-v3: {detail}") from error
 
+    def train(self, mode: bool = True) -> InceptionFeatures:
+        """Always eval: a parent's ``.train()`` must not switch BatchNorm to batch statistics."""
+        return super().train(False)
+
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """uint8 ``(B, 3, H, W)`` -> ``{"features": (B, 2048), "logits": (B, 1008)}`` fp32."""
@@ -137,7 +142,7 @@ class FeatureAccumulator:
     """Per-sample rows collected on every rank and gathered once, in dataset order.
 
     A ``DistributedSampler`` pads the dataset so that every rank gets the same number of
-    samples: with N samples on W ranks, the first ``ceil(N/W)*W - N`` samples are seen twice.
+    samples: with N samples on W ranks, ``ceil(N/W)*W - N`` of them are seen twice.
     Counting them would bias the statistics, so the accumulator keeps exactly N rows, in the
     order of the dataset. Callers choose one of two contracts:
 
@@ -149,7 +154,10 @@ class FeatureAccumulator:
       wrapping around to the start for padding); the rows are re-interleaved into dataset
       order and the first N kept.
 
-    ``gather()`` is a collective: every rank must call it, and every rank receives all rows.
+    Rows wait on the CPU (50k images of features and logits take 600 MB) and travel back to
+    the device they came from for the gather, since NCCL only moves GPU tensors.
+    ``gather()`` is a collective: every rank must call it, and every rank receives all rows
+    (on the CPU).
     """
 
     def __init__(self, num_samples: int | None = None) -> None:
@@ -157,6 +165,7 @@ class FeatureAccumulator:
         self._rows: dict[str, list[torch.Tensor]] = {}
         self._indices: list[torch.Tensor] = []
         self._indexed: bool | None = None  # fixed by the first update
+        self._device = torch.device("cpu")  # where the rows came from: the gather runs there
 
     def update(self, rows: Mapping[str, torch.Tensor], index: torch.Tensor | None = None) -> None:
         """Add a batch: ``rows`` maps names to ``(B, D)`` tensors; ``index`` is ``(B,)`` long."""
@@ -173,6 +182,7 @@ class FeatureAccumulator:
             if index.shape != (next(iter(sizes)),):
                 raise ValueError(f"index must be (B,), got {tuple(index.shape)}")
             self._indices.append(index.detach().long().cpu())
+        self._device = next(iter(rows.values())).device
         for name, value in rows.items():
             self._rows.setdefault(name, []).append(value.detach().float().cpu())
 
@@ -180,10 +190,11 @@ class FeatureAccumulator:
         """All ranks' rows without padding duplicates, in dataset order: name -> ``(N, D)``."""
         if not self._rows:
             raise RuntimeError("FeatureAccumulator.gather() called before any update()")
-        local = {name: torch.cat(parts) for name, parts in self._rows.items()}
-        gathered = {name: distributed.all_gather_cat(rows) for name, rows in local.items()}
+        local = {name: torch.cat(parts).to(self._device) for name, parts in self._rows.items()}
+        gathered = {name: distributed.all_gather_cat(rows).cpu() for name, rows in local.items()}
         if self._indexed:
-            order = self._order_by_index(distributed.all_gather_cat(torch.cat(self._indices)))
+            indices = torch.cat(self._indices).to(self._device)
+            order = self._order_by_index(distributed.all_gather_cat(indices).cpu())
         else:
             order = self._order_by_position(next(iter(local.values())).shape[0])
         return {name: rows[order] for name, rows in gathered.items()}
