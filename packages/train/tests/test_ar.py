@@ -19,10 +19,11 @@ from vq.core.configfile import dump_config, load_config
 from vq.core.errors import UserError
 from vq.core.loop import LoopConfig, RunConfig
 from vq.core.parallel import _shard_units
+from vq.core.testing import run_distributed
 from vq.generators import ProposalNetworkConfig, build_proposal_network
 from vq.tokenizers.models.pixel_tokenizer import PixelTokenizer, PixelTokenizerConfig
 from vq.tokenizers.quantizers import VectorQuantizerConfig
-from vq.train.cli import train_main
+from vq.train.cli import consolidate_main, train_main
 from vq.train.data import ImageNetConfig, PhotosConfig, collate
 from vq.train.tokenizer_source import load_frozen_tokenizer
 from vq.train.trainers.ar import (
@@ -335,3 +336,28 @@ def test_bad_token_files_and_missing_gpt2_weights_fail_in_one_line(
     assert "9 classes but num_classes is 4" in train(tokens, ".num_classes:4")
     missing = tmp_path / "nowhere" / "gpt2-medium"
     assert str(missing / "config.json") in train(tokens, f".network.pretrained::{missing}")
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_fsdp_training_and_its_visuals_on_two_ranks(
+    tokenizer_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # one FSDP unit per LLaMA block; the visuals generate through the sharded network
+    block = transformer_block_parameters(ProposalNetworkConfig(architecture="llama", preset="tiny"))
+    overrides = ["--override", ".strategy.kind::fsdp", f".strategy.fsdp_min_params:{block}"]
+    config_file, checkpoint = tokenizer_run
+    argv = ["fsdp", str(DEMO), "--work-dirs", str(tmp_path), *overrides, "--config-options"]
+    argv += [f"ir_config::{config_file}", f"ir_state_dict::{checkpoint}", "image_size:16"]
+    argv += ["iters:3", "batch_size:4"]
+    assert run_distributed(train_main, 2, argv) == [0, 0]
+    assert (tmp_path / "fsdp" / "visuals" / "iter_3.png").is_file()
+    assert (
+        consolidate_main(
+            [str(tmp_path / "fsdp/checkpoints/iter_3"), str(tmp_path / "model.safetensors")]
+        )
+        == 0
+    )
+    weights = load_file(str(tmp_path / "model.safetensors"))
+    assert weights.keys().isdisjoint(read_weights(checkpoint))  # no tokenizer tensor
+    assert "lm_head.weight" in weights and weights["lm_head.weight"].abs().sum() > 0

@@ -47,11 +47,16 @@ from vq.core.checkpoint import load_weights
 from vq.core.configfile import describe_validation_error
 from vq.core.errors import EXIT_USER_ERROR, UserError
 from vq.core.logging import LOGGER, save_png, setup_logging
-from vq.generators import generate
 from vq.train.cli import WORK_DIRS_ENV, resolve_config, work_dir_of
 from vq.train.data import to_uint8
 from vq.train.tokenizer_source import load_frozen_tokenizer
-from vq.train.trainers.ar import ARRunConfig, SamplingConfig, build_network, token_space
+from vq.train.trainers.ar import (
+    ARRunConfig,
+    SamplingConfig,
+    build_network,
+    sample_tokens,
+    token_space,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,17 +229,9 @@ def run_sample(args: argparse.Namespace) -> int:
         for b in mine:
             classes = torch.tensor([c for c, _ in batches[b]], device=device)
             with amp.autocast(device, args.autocast):
-                tokens = generate(
-                    network,
-                    classes,
-                    space.grid,
-                    space.codebook_size,
-                    config.num_classes,
-                    guidance_scale=sampling.guidance_scale,
-                    temperature=sampling.temperature,
-                    top_k=sampling.top_k,
-                    top_p=sampling.top_p,
-                    generator=batch_generator(args.seed, b, device),
+                generator = batch_generator(args.seed, b, device)
+                tokens = sample_tokens(
+                    network, classes, space, config.num_classes, sampling, generator
                 )  # (B, h, w)
                 images = tokenizer.decode(tokens)  # (B, 3, H, W)
             pixels = to_uint8(images).permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)

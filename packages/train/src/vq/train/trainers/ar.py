@@ -325,12 +325,37 @@ def build_network(
     return network
 
 
+@torch.no_grad()
+def sample_tokens(
+    network: ProposalNetwork,
+    classes: Tensor,
+    space: TokenSpace,
+    num_classes: int,
+    sampling: SamplingConfig,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Token grids (B, h, w) for ``classes`` (B,), drawn as ``sampling`` says."""
+    return generate(
+        network,
+        classes,
+        space.grid,
+        space.codebook_size,
+        num_classes,
+        guidance_scale=sampling.guidance_scale,
+        temperature=sampling.temperature,
+        top_k=sampling.top_k,
+        top_p=sampling.top_p,
+        generator=generator,
+    )
+
+
 def transformer_block_parameters(network: ProposalNetworkConfig) -> int:
     """Parameters of one transformer block (counted on the meta device, nothing allocated).
 
     As ``fsdp_min_params`` this makes every block exactly one FSDP unit: a block's own
-    sub-modules (attention, MLP) hold fewer parameters and are not split off, and the
-    embeddings, final norm and head stay with the root unit.
+    sub-modules (attention, MLP) hold fewer parameters and are not split off. The final
+    norm stays with the root unit, and so do the token embedding and head unless they
+    outgrow a block (a large vocabulary), in which case each becomes a unit of its own.
     """
     counts = []
     for depth in (0, 1):
@@ -417,19 +442,14 @@ class ARTrainer:
     @torch.no_grad()
     def sample(self, classes: Tensor, generator: torch.Generator) -> Tensor:
         """Token grids (B, h, w) for ``classes`` (B,) with the configured sampling."""
-        s = self.config.sampling
         with self.run.autocast():
-            return generate(
+            return sample_tokens(
                 unwrap(self.model),
                 classes,
-                self.space.grid,
-                self.space.codebook_size,
+                self.space,
                 self.config.num_classes,
-                guidance_scale=s.guidance_scale,
-                temperature=s.temperature,
-                top_k=s.top_k,
-                top_p=s.top_p,
-                generator=generator,
+                self.config.sampling,
+                generator,
             )
 
     @torch.no_grad()
@@ -442,12 +462,11 @@ class ARTrainer:
         if self.tokenizer is None:
             return {}
         n = min(self.config.visual_samples, batch["category"].shape[0])
+        head = {k: batch[k][:n] for k in ("image", "tokens", "category") if k in batch}
         generator = torch.Generator(self.run.device).manual_seed(0)
-        generated = self.sample(batch["category"][:n], generator)  # (n, h, w)
+        generated = self.sample(head["category"], generator)  # (n, h, w)
         with self.run.autocast():
-            rows = {}
-            if "image" in batch:
-                rows["image"] = batch["image"][:n]
-            rows["reconstruction"] = self.tokenizer.decode(self.tokens_of(batch)[:n])
+            rows = {"image": head["image"]} if "image" in head else {}
+            rows["reconstruction"] = self.tokenizer.decode(self.tokens_of(head))
             rows["generated"] = self.tokenizer.decode(generated)
-        return {k: v.float() for k, v in rows.items()}
+        return {k: v.float() for k, v in rows.items()}  # (n, 3, H, W) each
