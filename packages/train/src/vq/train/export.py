@@ -1,0 +1,195 @@
+"""``export`` and ``convert``: make pretrained tokenizer directories for ``vq.tokenizers.api``.
+
+``uv run export RUN_OR_CHECKPOINT OUT_DIR [--config RESOLVED_CONFIG] [--image-size N]``
+turns a training checkpoint of a tokenizer run into a directory that
+``Tokenizer.from_pretrained`` loads with nothing but ``vq-tokenizers`` installed::
+
+    uv run export work_dirs/vqgan/8192_dd2 tokenizers/vqgan_8192            # latest checkpoint
+    uv run export work_dirs/vqgan/8192_dd2/checkpoints/iter_260000 tokenizers/vqgan_8192
+
+The model is rebuilt from the run's resolved config (``work_dirs/NAME/<config>.py``) by its
+``build_tokenizer()`` (or from ``.model`` when that is a ``PixelTokenizerConfig``), and the
+checkpoint's ``models/model`` weights are loaded strictly; an FSDP-sharded checkpoint is
+consolidated first. Only the tokenizer is written: discriminators, optimizer state, LPIPS
+and teachers are not part of it.
+
+``uv run convert KIND CHECKPOINT OUT_DIR [--options key:value ...]`` does the same from a
+public checkpoint (``taming``, ``beitv2``, ``llamagen``; see ``vq.tokenizers.convert``).
+Options use the ``--config-options`` syntax, e.g. ``--options with_decoder:False``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file
+from torch import nn
+
+from vq.core.checkpoint import consolidate, latest_checkpoint
+from vq.core.configfile import load_config, parse_assignments
+from vq.core.errors import EXIT_USER_ERROR, UserError
+from vq.tokenizers.api import Tokenizer, kind_of
+from vq.tokenizers.convert import CONVERTERS, convert_checkpoint, converter_options
+from vq.tokenizers.models.pixel_tokenizer import PixelTokenizer, PixelTokenizerConfig
+
+MODEL = "model"
+"""The tracked module that holds the tokenizer in every tokenizer trainer."""
+
+
+def find_checkpoint(source: Path) -> tuple[Path, Path]:
+    """``(checkpoint_dir, run_dir)`` of a run directory (its latest checkpoint), a
+    ``checkpoints/`` directory, or one checkpoint ``checkpoints/iter_N`` (or ``latest``)."""
+    if (source / "meta.json").is_file():
+        return source.resolve(), source.resolve().parent.parent
+    for checkpoints, run_dir in ((source / "checkpoints", source), (source, source.parent)):
+        if checkpoints.is_dir() and (found := latest_checkpoint(checkpoints)) is not None:
+            return found, run_dir
+    raise UserError(
+        f"{source} is neither a run directory with complete checkpoints nor a checkpoint "
+        "(a directory with meta.json, e.g. work_dirs/NAME/checkpoints/iter_N)"
+    )
+
+
+def find_config(run_dir: Path) -> Path:
+    """The resolved config a run wrote into its work dir (the only ``*.py`` file there)."""
+    candidates = sorted(run_dir.glob("*.py"))
+    if len(candidates) != 1:
+        found = ", ".join(p.name for p in candidates) or "none"
+        raise UserError(
+            f"cannot tell the resolved config of run {run_dir} (Python files there: {found}); "
+            "pass it with --config work_dirs/NAME/<config>.py"
+        )
+    return candidates[0]
+
+
+def build_tokenizer(config: Any, config_path: Path) -> nn.Module:
+    """The eval-time tokenizer of a run config: ``build_tokenizer()``, else ``.model``."""
+    build: Callable[[], nn.Module] | None = getattr(config, "build_tokenizer", None)
+    if callable(build):
+        return build()
+    model_config = getattr(config, "model", None)
+    if isinstance(model_config, PixelTokenizerConfig):
+        return PixelTokenizer(model_config)
+    raise UserError(
+        f"{config_path} ({type(config).__name__}) is not a tokenizer run: it has neither "
+        "build_tokenizer() nor a PixelTokenizerConfig .model"
+    )
+
+
+def trained_image_size(config: Any) -> int | None:
+    """The square image size the run trained on, when its data config says so."""
+    data = getattr(config, "data", None)
+    size = getattr(data, "image_size", None)
+    if size is None and callable(getattr(data, "image_sizes", None)):
+        sizes = data.image_sizes()
+        size = next(iter(sizes)) if len(sizes) == 1 else None
+    return size if isinstance(size, int) else None
+
+
+def read_model_weights(checkpoint: Path) -> dict:
+    """The tokenizer's weights of ``checkpoint`` (consolidating an FSDP checkpoint)."""
+    meta = json.loads((checkpoint / "meta.json").read_text())
+    if MODEL not in meta.get("modules", {}):
+        raise UserError(f"{checkpoint} has no model {MODEL!r}; it has {sorted(meta['modules'])}")
+    if not meta.get("sharded"):
+        return load_file(str(checkpoint / "models" / f"{MODEL}.safetensors"))
+    with tempfile.TemporaryDirectory() as tmp:
+        consolidated = Path(tmp) / f"{MODEL}.safetensors"
+        consolidate(checkpoint, consolidated, MODEL)
+        return load_file(str(consolidated))
+
+
+def export(
+    source: Path, out_dir: Path, config_path: Path | None = None, image_size: int | None = None
+) -> Tokenizer:
+    """Write the tokenizer of the run or checkpoint ``source`` to ``out_dir``; returns it."""
+    checkpoint, run_dir = find_checkpoint(Path(source))
+    config_path = Path(config_path) if config_path is not None else find_config(run_dir)
+    config = load_config(config_path)
+    model = build_tokenizer(config, config_path)
+    tokenizer = Tokenizer.from_state(
+        kind_of(model).name,
+        model.config,
+        read_model_weights(checkpoint),
+        image_size=image_size or trained_image_size(config),
+        source=f"checkpoint {checkpoint}",
+    )
+    tokenizer.save_pretrained(out_dir)
+    return tokenizer
+
+
+# ------------------------------------------------------------------ commands -------------
+
+
+def _guarded(run: Callable[[], int]) -> int:
+    try:
+        return run()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+def export_command(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="export",
+        description="Write a tokenizer checkpoint as a directory Tokenizer.from_pretrained loads.",
+    )
+    parser.add_argument("source", type=Path, help="work_dirs/NAME or .../checkpoints/iter_N")
+    parser.add_argument("out", type=Path, help="output directory")
+    parser.add_argument(
+        "--config", type=Path, help="the run's resolved config (default: the .py in its work dir)"
+    )
+    parser.add_argument("--image-size", type=int, help="default: the run's data.image_size")
+    args = parser.parse_args(argv)
+
+    def run() -> int:
+        tokenizer = export(args.source, args.out, args.config, args.image_size)
+        print(f"wrote {tokenizer!r} to {args.out}")
+        return 0
+
+    return _guarded(run)
+
+
+def convert_command(argv: list[str] | None = None) -> int:
+    options_help = "; ".join(
+        f"{name}: " + ", ".join(f"{k}={p.default!r}" for k, p in converter_options(name).items())
+        for name in CONVERTERS
+    )
+    parser = argparse.ArgumentParser(
+        prog="convert",
+        description="Convert a public tokenizer checkpoint into a from_pretrained directory.",
+    )
+    parser.add_argument("kind", choices=sorted(CONVERTERS), help="which codebase made it")
+    parser.add_argument("checkpoint", type=Path, help=".ckpt / .pth / .pt file")
+    parser.add_argument("out", type=Path, help="output directory")
+    parser.add_argument(
+        "--options", nargs="*", default=[], metavar="KEY:VALUE", help=f"({options_help})"
+    )
+    args = parser.parse_args(argv)
+
+    def run() -> int:
+        conversion = convert_checkpoint(
+            args.kind, args.checkpoint, args.out, parse_assignments(args.options)
+        )
+        extras = "".join(f" + {name}" for name in conversion.extras)
+        print(
+            f"wrote {conversion.tokenizer!r}{extras} to {args.out} "
+            f"({len(conversion.dropped)} checkpoint entries left out on purpose)"
+        )
+        return 0
+
+    return _guarded(run)
+
+
+def export_main() -> None:
+    sys.exit(export_command())
+
+
+def convert_main() -> None:
+    sys.exit(convert_command())
