@@ -1,0 +1,515 @@
+"""``val``, ``test`` and ``fid``: evaluating tokenizer runs and caching FID references.
+
+    uv run val vqgan/8192 configs/vqgan/8192_dd2_aglwg075_imagenet_ddp.py --watch
+    uv run val vqgan/8192 CONFIG --load-from iter_250000 iter_260000 --visual reconstruction
+    uv run test vqgan/8192 CONFIG --load-model-from work_dirs/vqgan/8192/checkpoints/latest
+    uv run fid configs/vqgan/8192_dd2_aglwg075_imagenet_ddp.py [--train] [--out PATH]
+
+``val NAME CONFIG`` validates every complete checkpoint of ``work_dirs/NAME/checkpoints``
+once, oldest first, into ``work_dirs/NAME/val/iter_N/metrics.json`` (plus TensorBoard
+scalars ``val/<metric>`` at step N in the run's ``tensorboard/``); checkpoints that already
+have a metrics.json are skipped, so running it again only does the new ones. ``--load-from``
+restricts it to the named checkpoints. ``--watch`` follows a live run: it polls every
+``--poll-seconds`` and exits once the final checkpoint (``loop.iters``, or every named one)
+is validated. The reference instead polled forever.
+
+``test NAME CONFIG --load-model-from F ...`` evaluates the given weights once into
+``work_dirs/NAME_test/metrics.json``; ``--ten-crop`` also writes LlamaGen's ten-crop codes
+of the train split.
+
+Both take ``--load-model-from`` files that are loaded before a checkpoint's own weights (the
+checkpoint wins): the frozen parts a checkpoint leaves out, e.g. the tokenizer under a
+pixel decoder. Outside torchrun, ``--nproc N`` starts N processes (default: one per GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vq.core import distributed, launch
+from vq.core.checkpoint import complete_checkpoints, consolidate, iteration_of
+from vq.core.configfile import apply_overrides, load_config, parse_assignments
+from vq.core.data import LoaderConfig
+from vq.core.errors import UserError
+from vq.core.logging import LOGGER, TensorBoard, setup_logging
+from vq.train.cli import (
+    WORK_DIRS_ENV,
+    _add_config_arguments,
+    _guarded,
+    resolve_config,
+    work_dir_of,
+    write_resolved_config,
+)
+from vq.train.evaluate import (
+    TEN_CROP_TOKENS_FILE,
+    EvalSettings,
+    Evaluation,
+    Meters,
+    build_meters,
+    build_tokenizer,
+    evaluate_tokenizer,
+    load_tokenizer_weights,
+    reference_name,
+    reference_statistics,
+    tokenize_ten_crop,
+)
+from vq.train.metrics import InceptionFeatures, fid_statistics_path, write_metrics_json
+from vq.train.metrics.fid import FID_CACHE_DIR, INCEPTION_WEIGHTS
+
+# ------------------------------------------------------------------ parsers ---------
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--inception",
+        type=Path,
+        default=INCEPTION_WEIGHTS,
+        metavar="F",
+        help=f"FID Inception weights (default {INCEPTION_WEIGHTS})",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images per process and batch (default: the config's loader)",
+    )
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        help="processes to start outside torchrun (default: one per GPU, one on CPU)",
+    )
+
+
+def _add_evaluation(parser: argparse.ArgumentParser, weights_required: bool) -> None:
+    parser.add_argument("name", help="run name: WORK_DIRS/NAME")
+    _add_config_arguments(parser)
+    parser.add_argument(
+        "--load-model-from",
+        nargs="+",
+        type=Path,
+        default=[],
+        required=weights_required,
+        metavar="F",
+        help="weights (.safetensors, .pt/.pth or checkpoint dirs), later files win"
+        + ("" if weights_required else "; loaded before each checkpoint's own weights"),
+    )
+    parser.add_argument(
+        "--visual",
+        metavar="REGEX",
+        default=None,
+        help="save per-sample PNGs of the keys (image, reconstruction) that fully match REGEX",
+    )
+    parser.add_argument(
+        "--tokenize",
+        action="store_true",
+        help="write the val split's tokens as a token file (AR trainer format)",
+    )
+    parser.add_argument(
+        "--require-fid",
+        action="store_true",
+        help="fail instead of skipping FID/IS when the Inception weights are missing",
+    )
+    parser.add_argument(
+        "--fid-statistics",
+        type=Path,
+        default=None,
+        metavar="NPZ",
+        help="reference statistics (default: pretrained/fid/<kind>_val_<size>.npz, "
+        "computed and written by the first evaluation if missing)",
+    )
+    parser.add_argument(
+        "--work-dirs", type=Path, default=None, help=f"root of work dirs (env {WORK_DIRS_ENV})"
+    )
+    _add_common(parser)
+
+
+def build_val_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="val", description="Validate every checkpoint of a tokenizer run (once each)."
+    )
+    _add_evaluation(parser, weights_required=False)
+    parser.add_argument(
+        "--load-from",
+        nargs="+",
+        default=[],
+        metavar="iter_N",
+        help="only these checkpoints (directory names under checkpoints/)",
+    )
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="follow a live run; exit once its final checkpoint is validated",
+    )
+    parser.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=30.0,
+        help="seconds between scans under --watch (default 30)",
+    )
+    return parser
+
+
+def build_test_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="test", description="Evaluate one set of tokenizer weights into WORK_DIRS/NAME_test."
+    )
+    _add_evaluation(parser, weights_required=True)
+    parser.add_argument(
+        "--ten-crop",
+        action="store_true",
+        help="also write LlamaGen-style ten-crop tokens of the train split",
+    )
+    return parser
+
+
+def build_fid_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fid",
+        description="Cache the Inception statistics of a dataset's split (transform 'none').",
+    )
+    parser.add_argument(
+        "config", type=Path, help="a run config file (its .data is used) or a dataset config file"
+    )
+    parser.add_argument("--train", action="store_true", help="the train split (default: val)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"output .npz (default {FID_CACHE_DIR}/<kind>_<split>_<size>.npz)",
+    )
+    parser.add_argument("--config-options", nargs="*", default=[], metavar="K:V")
+    parser.add_argument("--override", nargs="*", default=[], metavar="PATH:V")
+    _add_common(parser)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> EvalSettings:
+    return EvalSettings(
+        inception_weights=args.inception,
+        require_fid=args.require_fid,
+        fid_statistics=args.fid_statistics,
+        visual=args.visual,
+        tokenize=args.tokenize,
+        autocast=args.autocast,
+        batch_size=args.batch_size,
+    )
+
+
+# ------------------------------------------------------------------ helpers ---------
+
+
+def _checkpoint_meta(path: Path) -> dict[str, Any] | None:
+    meta = path / "meta.json"
+    return json.loads(meta.read_text()) if path.is_dir() and meta.is_file() else None
+
+
+def _frozen_prefixes(files: list[Path]) -> list[str]:
+    """Sub-modules the checkpoints among ``files`` leave out on purpose (frozen parts)."""
+    prefixes: list[str] = []
+    for f in files:
+        meta = _checkpoint_meta(f)
+        if meta is not None:
+            prefixes += meta.get("modules", {}).get("model", [])
+    return prefixes
+
+
+def _report(evaluation: Evaluation) -> str:
+    return " ".join(
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in evaluation.metrics.items()
+    )
+
+
+def _write(path: Path, evaluation: Evaluation, checkpoint: str, iteration: int | None) -> None:
+    write_metrics_json(
+        path,
+        evaluation.metrics,
+        checkpoint=checkpoint,
+        iteration=iteration,
+        reference=evaluation.reference,
+        image_count=evaluation.image_count,
+        preprocessing=evaluation.preprocessing,
+    )
+
+
+def _prepare(args: argparse.Namespace, out_dir: Path, command: str) -> tuple[Any, torch.device]:
+    config = resolve_config(args.config, args.config_options, args.override)
+    device = launch.init_process_group()
+    header = f"command\n{command}"
+    if distributed.is_main():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_resolved_config(config, out_dir, args.config, f"command: {command}")
+    distributed.barrier()
+    setup_logging(out_dir, header)
+    return config, device
+
+
+# ------------------------------------------------------------------ val -------------
+
+
+class Validator:
+    """Validates checkpoints of one run with one tokenizer and one set of meters."""
+
+    def __init__(self, args: argparse.Namespace, config: Any, device: torch.device) -> None:
+        self.args, self.config, self.device = args, config, device
+        self.work_dir = work_dir_of(args.name, args.work_dirs)
+        self.checkpoints = self.work_dir / "checkpoints"
+        self.val_dir = self.work_dir / "val"
+        self.settings = _settings(args)
+        self.tokenizer: nn.Module = build_tokenizer(config, args.config).to(device).eval()
+        self.meters: Meters = build_meters(config, self.tokenizer, self.settings, device)
+        self.board = TensorBoard(self.work_dir / "tensorboard")
+        self.wanted = set(args.load_from)
+        self.final = f"iter_{config.loop.iters}"
+
+    def validated(self, name: str) -> bool:
+        return (self.val_dir / name / "metrics.json").is_file()
+
+    def pending(self) -> list[Path]:
+        """Complete checkpoints to validate, oldest first (rank 0 decides for everyone)."""
+        found: list[Path] | None = None
+        if distributed.is_main():
+            found = [
+                p
+                for p in complete_checkpoints(self.checkpoints)
+                if (not self.wanted or p.name in self.wanted) and not self.validated(p.name)
+            ]
+        return distributed.broadcast_object(found)
+
+    def finished(self) -> bool:
+        done = None
+        if distributed.is_main():
+            goal = self.wanted or {self.final}
+            done = all(self.validated(name) for name in goal)
+        return bool(distributed.broadcast_object(done))
+
+    def check_whitelist(self) -> None:
+        """Without --watch, every --load-from name must be a complete checkpoint now."""
+        problem = None
+        if distributed.is_main() and self.wanted:
+            present = {p.name for p in complete_checkpoints(self.checkpoints)}
+            missing = sorted(self.wanted - present, key=lambda n: iteration_of(Path(n)) or 0)
+            if missing:
+                problem = (
+                    f"--load-from {' '.join(missing)}: no complete checkpoint of that name in "
+                    f"{self.checkpoints} (have: {' '.join(sorted(present)) or 'none'})"
+                )
+        problem = distributed.broadcast_object(problem)
+        if problem:
+            raise UserError(problem)
+
+    def validate(self, checkpoint: Path) -> None:
+        name = checkpoint.name
+        iteration = iteration_of(checkpoint)
+        out_dir = self.val_dir / name
+        meta = _checkpoint_meta(checkpoint)
+        if meta is None:  # removed meanwhile (keep_last)
+            LOGGER.info("%s disappeared before it could be validated", checkpoint)
+            return
+        weights = checkpoint
+        if meta.get("sharded"):
+            weights = out_dir / ".model.consolidated.safetensors"
+            if distributed.is_main():
+                consolidate(checkpoint, weights)
+            distributed.barrier()
+        files = [*self.args.load_model_from, weights]
+        summary = load_tokenizer_weights(
+            self.tokenizer, files, meta.get("modules", {}).get("model", [])
+        )
+        LOGGER.info("validating %s (%s)", name, summary)
+        self.tokenizer.eval()
+        evaluation = evaluate_tokenizer(
+            self.tokenizer, self.config, self.meters, self.settings, self.device, out_dir
+        )
+        if distributed.is_main():
+            _write(out_dir / "metrics.json", evaluation, str(checkpoint), iteration)
+            numbers = {k: v for k, v in evaluation.metrics.items() if isinstance(v, float)}
+            if iteration is not None:
+                self.board.scalars("val", numbers, iteration)
+            if weights != checkpoint:
+                weights.unlink(missing_ok=True)
+            LOGGER.info("%s: %s", name, _report(evaluation))
+        distributed.barrier()
+
+    def run(self) -> None:
+        if not self.args.watch:
+            if not self.checkpoints.is_dir():
+                raise UserError(f"{self.checkpoints} does not exist (no checkpoints to validate)")
+            self.check_whitelist()
+        waiting_logged = False
+        while True:
+            todo = self.pending()
+            for checkpoint in todo:
+                self.validate(checkpoint)
+            if not self.args.watch or self.finished():
+                break
+            if not todo and not waiting_logged:
+                goal = " ".join(sorted(self.wanted)) or self.final
+                LOGGER.info("waiting for %s (polling every %gs)", goal, self.args.poll_seconds)
+                waiting_logged = True
+            time.sleep(self.args.poll_seconds)
+        LOGGER.info("validation of %s finished", self.work_dir)
+
+    def close(self) -> None:
+        self.board.close()
+
+
+def run_val(args: argparse.Namespace, argv: list[str]) -> int:
+    command = shlex.join(["val", *argv])
+    val_dir = work_dir_of(args.name, args.work_dirs) / "val"
+    try:
+        config, device = _prepare(args, val_dir, command)
+        validator = Validator(args, config, device)
+        try:
+            validator.run()
+        finally:
+            validator.close()
+    finally:
+        launch.destroy_process_group()
+    return 0
+
+
+# ------------------------------------------------------------------ test ------------
+
+
+def run_test(args: argparse.Namespace, argv: list[str]) -> int:
+    command = shlex.join(["test", *argv])
+    out_dir = work_dir_of(f"{args.name}_test", args.work_dirs)
+    try:
+        config, device = _prepare(args, out_dir, command)
+        settings = _settings(args)
+        tokenizer = build_tokenizer(config, args.config)
+        files = list(args.load_model_from)
+        summary = load_tokenizer_weights(tokenizer, files, _frozen_prefixes(files))
+        LOGGER.info("weights: %s", summary)
+        tokenizer.to(device).eval()
+        meters = build_meters(config, tokenizer, settings, device)
+        evaluation = evaluate_tokenizer(tokenizer, config, meters, settings, device, out_dir)
+        metas = [m for m in map(_checkpoint_meta, files) if m is not None]
+        iteration = metas[-1]["iteration"] if metas else None
+        if distributed.is_main():
+            _write(out_dir / "metrics.json", evaluation, " ".join(map(str, files)), iteration)
+            LOGGER.info("test %s: %s", args.name, _report(evaluation))
+        if args.ten_crop:
+            tokenize_ten_crop(tokenizer, config, settings, device, out_dir / TEN_CROP_TOKENS_FILE)
+        distributed.barrier()
+    finally:
+        launch.destroy_process_group()
+    return 0
+
+
+# ------------------------------------------------------------------ fid -------------
+
+
+def _dataset_of(args: argparse.Namespace) -> tuple[Any, LoaderConfig]:
+    config = load_config(args.config, parse_assignments(args.config_options))
+    config = apply_overrides(config, parse_assignments(args.override))
+    data = getattr(config, "data", config)
+    if not hasattr(data, "kind") or not callable(getattr(data, "build", None)):
+        raise UserError(
+            f"{args.config} builds a {type(config).__name__}: expected a run config with .data "
+            "or a dataset config"
+        )
+    loader = getattr(config, "loader", None) or LoaderConfig(
+        batch_size=32, batch_size_is_global=False, workers=2
+    )
+    if args.batch_size is not None:
+        loader = loader.model_copy(
+            update={"batch_size": args.batch_size, "batch_size_is_global": False}
+        )
+    return data, loader
+
+
+def run_fid(args: argparse.Namespace, argv: list[str]) -> int:
+    data, loader = _dataset_of(args)
+    split = "train" if args.train else "val"
+    out = args.out or fid_statistics_path(reference_name(data, split))
+    device = launch.init_process_group()
+    try:
+        setup_logging(None)
+        inception = InceptionFeatures(args.inception).to(device)
+        stats = reference_statistics(data, split, inception, loader, device)
+        if distributed.is_main():
+            stats.save(out)
+            LOGGER.info(
+                "FID statistics of %s (%d images) written to %s",
+                stats.metadata["name"],
+                stats.metadata["image_count"],
+                out,
+            )
+        distributed.barrier()
+    finally:
+        launch.destroy_process_group()
+    return 0
+
+
+# ------------------------------------------------------------------ entry points ----
+
+_COMMANDS = {
+    "val": (build_val_parser, run_val),
+    "test": (build_test_parser, run_test),
+    "fid": (build_fid_parser, run_fid),
+}
+
+
+def _strip_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
+def command_main(command: str, argv: list[str] | None = None) -> int:
+    """Parse ``argv`` for ``command``; relaunch under torchrun for ``--nproc`` > 1."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    build_parser, run = _COMMANDS[command]
+    args = build_parser().parse_args(argv)
+    if not launch.under_torchrun():
+        nproc = args.nproc or launch.default_nproc()
+        if nproc > 1:
+            code = _guarded(_validate_only, args, command)
+            if code:
+                return code
+            return launch.relaunch(nproc, "vq.train.eval_cli", [command, *_strip_nproc(argv)])
+    return _guarded(run, args, argv)
+
+
+def _validate_only(args: argparse.Namespace, command: str) -> int:
+    if command == "fid":
+        _dataset_of(args)
+    else:
+        resolve_config(args.config, args.config_options, args.override)
+    return 0
+
+
+def val_main() -> None:
+    sys.exit(command_main("val"))
+
+
+def test_main() -> None:
+    sys.exit(command_main("test"))
+
+
+def fid_main() -> None:
+    sys.exit(command_main("fid"))
+
+
+if __name__ == "__main__":  # python -m vq.train.eval_cli {val,test,fid} ... (torchrun ranks)
+    if len(sys.argv) < 2 or sys.argv[1] not in _COMMANDS:
+        sys.exit(f"usage: python -m vq.train.eval_cli {{{','.join(_COMMANDS)}}} ...")
+    sys.exit(command_main(sys.argv[1], sys.argv[2:]))
