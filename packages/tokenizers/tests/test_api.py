@@ -99,7 +99,7 @@ def test_decode_clamps_and_converts_to_uint8():
     assert as_uint8.dtype == torch.uint8
     assert torch.equal(as_uint8, ((raw.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8))
     # One image alone (batch size changes the conv kernels' summation order, hence allclose).
-    torch.testing.assert_close(tokenizer.decode(ids[0]), images[0])
+    assert (tokenizer.decode(ids[0]) - images[0]).abs().max() < 1e-5
 
 
 def test_codes_are_the_codebook_rows_of_the_ids():

@@ -274,12 +274,10 @@ def test_converted_model_tokenizes_and_decodes_like_the_reference(tmp_path, styl
     with torch.no_grad():
         ref_ids = ref.encode(x)
         assert torch.equal(tokenizer.encode(x), ref_ids)
-        torch.testing.assert_close(
-            tokenizer.model.decode(ref_ids), ref.decode(ref_ids), rtol=1e-4, atol=1e-4
-        )
-        torch.testing.assert_close(
-            tokenizer.codes(ref_ids), ref.quantize.codebook()[ref_ids].permute(0, 3, 1, 2)
-        )
+        # SDPA and taming's two matmuls sum in different orders: equal up to rounding.
+        assert (tokenizer.model.decode(ref_ids) - ref.decode(ref_ids)).abs().max() < 1e-4
+        ref_codes = ref.quantize.codebook()[ref_ids].permute(0, 3, 1, 2)
+        assert (tokenizer.codes(ref_ids) - ref_codes).abs().max() < 1e-6
     assert len(ref_ids.unique()) > 3  # the comparison exercised several codes
 
     config = tokenizer.config
@@ -326,6 +324,7 @@ SIZES = {
 }
 
 
+@pytest.mark.slow  # the first use of the meta device costs seconds of lazy registration
 @pytest.mark.parametrize("name", list(SIZES))
 def test_full_size_layouts_map_key_for_key(name):
     style, ch_mult, codes, dim = SIZES[name]
