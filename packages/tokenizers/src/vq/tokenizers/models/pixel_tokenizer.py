@@ -166,4 +166,6 @@ class PixelTokenizer(nn.Module):
         return self.quantizer.indices(self._features(image))
 
     def decode(self, indices: Tensor) -> Tensor:  # (B, h, w) -> (B, 3, H, W), about [-1, 1]
-        return self._reconstruct(self.quantizer.codes(indices))
+        # codes come from the quantizer (kept in fp32); the decoder may run in bf16
+        codes = self.quantizer.codes(indices).to(self.decoder.last_layer_weight.dtype)
+        return self._reconstruct(codes)
