@@ -44,7 +44,15 @@ from vq.core.checkpoint import load_weights
 from vq.core.data import LoaderConfig, build_loader, per_rank_batch_size
 from vq.core.errors import UserError
 from vq.core.logging import LOGGER, save_png
-from vq.train.data import DatasetConfig, Split, build_dataset, collate, to_float, to_uint8
+from vq.train.data import (
+    ConcatConfig,
+    DatasetConfig,
+    Split,
+    build_dataset,
+    collate,
+    to_float,
+    to_uint8,
+)
 from vq.train.metrics import (
     CodebookHistogram,
     FeatureAccumulator,
@@ -445,6 +453,15 @@ def statistics_metadata(data: DatasetConfig, split: Split, name: str) -> dict[st
     }
 
 
+def without_augmentation(data: DatasetConfig) -> DatasetConfig:
+    """``data`` with the ``none`` transform on every split (concatenations recursively)."""
+    if isinstance(data, ConcatConfig):
+        return data.model_copy(
+            update={"datasets": [without_augmentation(d) for d in data.datasets]}
+        )
+    return data.model_copy(update={"augmentation": "none"})
+
+
 @torch.no_grad()
 def reference_statistics(
     data: DatasetConfig,
@@ -455,7 +472,7 @@ def reference_statistics(
 ) -> FIDStatistics:
     """Inception statistics of ``split`` of ``data`` through the ``none`` transform (the
     train split too: FID references never see random augmentation). A collective."""
-    dataset = build_dataset(data.model_copy(update={"augmentation": "none"}), split)
+    dataset = build_dataset(without_augmentation(data), split)
     iterator, _ = _eval_loader(dataset, loader, device, None)
     rows = FeatureAccumulator(num_samples=len(dataset))
     for batch in iterator:
