@@ -1,0 +1,212 @@
+"""Trainer of pixel decoders for VQ-KD and Cluster tokens.
+
+A finished VQ-KD or Cluster run gives codes; this run trains a pixel decoder on them with
+a reconstruction recipe of the VQGAN family, and the pair becomes one tokenizer
+(``DecoderRunConfig.build_tokenizer()``: ``encode`` / ``decode``) for the AR stage::
+
+    uv run train decoder/llamagen/vqkd_clip_8192_imagenet_ddp/llamagen configs/decoder/llamagen.py \\
+        --config-options it_config::configs/vqkd/clip_8192_imagenet_ddp.py \\
+        --load-model-from work_dirs/vqkd/clip_8192_imagenet_ddp/checkpoints/iter_250000
+
+* The tokenizer comes from ``it_config`` (a VQ-KD or Cluster config file, or a run's
+  resolved config) and its weights from ``--load-model-from``, which is required: it is
+  frozen (eval mode, no gradients), left out of checkpoints, and so must be given again
+  when resuming (``--auto-resume --load-model-from ...``: weights load first, the
+  checkpoint then restores the decoder).
+* Only ``pre_decode`` and the pixel decoder are in the generator's optimizer; the
+  discriminator trains as in the recipe.
+* The GAN step is ``VQGANTrainer``'s (one generator forward, a generator step with the
+  reconstruction and GAN terms, a discriminator step on the detached reconstruction):
+  the recipes are the reference's IR configs (RECIPES 3.7), LlamaGen's VQGAN
+  (``configs/decoder/llamagen.py``) or taming's ``dd2_aglwg075`` (``configs/decoder/vqgan.py``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Self, get_args
+
+from pydantic import Field, model_validator
+from torch import Tensor
+
+from vq.core.checkpoint import load_weights
+from vq.core.configfile import load_config
+from vq.core.errors import UserError
+from vq.core.logging import LOGGER
+from vq.core.loop import Run, RunConfig
+from vq.core.optim import OptimizationConfig
+from vq.decoders import (
+    DecodedTokenizer,
+    DecodedTokenizerConfig,
+    FeatureTokenizerConfig,
+    PixelDecoderName,
+)
+from vq.tokenizers.discriminators import build_discriminator
+from vq.tokenizers.losses import ReconstructionLoss, ReconstructionLossConfig
+from vq.tokenizers.models.cluster import ClusterConfig
+from vq.tokenizers.models.vqkd import VQKDConfig
+from vq.train.data import DatasetConfig, build_dataset, collate
+from vq.train.trainers.vqgan import (
+    TAMING_DISCRIMINATOR,
+    TAMING_GENERATOR,
+    GANConfig,
+    UsedWeight,
+    VQGANRunConfig,
+    VQGANTrainer,
+)
+
+
+class DecoderRunConfig(RunConfig):
+    trainer: Literal["decoder"] = "decoder"
+    model: DecodedTokenizerConfig
+    data: DatasetConfig
+    reconstruction: ReconstructionLossConfig = Field(default_factory=ReconstructionLossConfig)
+    gan: GANConfig = Field(default_factory=GANConfig)
+    optimization: OptimizationConfig = TAMING_GENERATOR
+    """Generator: ``pre_decode`` and the pixel decoder (the tokenizer is frozen)."""
+    discriminator_optimization: OptimizationConfig = TAMING_DISCRIMINATOR
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        rec = self.reconstruction
+        if self.gan.adaptive_weight_gain is not None and not (
+            rec.l1_weight or rec.l2_weight or rec.lpips_weight
+        ):
+            raise ValueError(
+                "the adaptive GAN weight compares against the reconstruction loss: give a "
+                "reconstruction weight > 0 or set gan.adaptive_weight_gain to None"
+            )
+        return self
+
+    def build_tokenizer(self) -> DecodedTokenizer:
+        """The complete tokenizer; its weights are the tokenizer run's checkpoint plus this
+        run's (``checkpoints/iter_N/models/model.safetensors`` of each)."""
+        return DecodedTokenizer(self.model)
+
+
+def feature_tokenizer_of(it_config: str | Path) -> FeatureTokenizerConfig:
+    """The tokenizer model config of the VQ-KD or Cluster run config file ``it_config``."""
+    run = load_config(it_config)
+    model = getattr(run, "model", None)
+    if not isinstance(model, VQKDConfig | ClusterConfig):
+        raise UserError(
+            f"it_config {it_config} is a {type(run).__name__}: a pixel decoder is trained on the "
+            "tokens of a VQ-KD or Cluster run; point it_config at one of their config files "
+            "(or at the resolved config in the run's work dir)"
+        )
+    return model
+
+
+def decoder_run(
+    recipe: VQGANRunConfig, tokenizer: FeatureTokenizerConfig, decoder: PixelDecoderName = "vqgan"
+) -> DecoderRunConfig:
+    """A pixel decoder for ``tokenizer`` trained with the reconstruction ``recipe`` of a
+    VQGAN-family run (losses, GAN, optimizers, iterations, data, batch, strategy) in place of
+    its autoencoder, as the reference composes its IR and IT configs."""
+    if decoder not in get_args(PixelDecoderName):
+        raise UserError(
+            f"unknown pixel decoder {decoder!r}; choose {', '.join(get_args(PixelDecoderName))}"
+        )
+    image_size = getattr(recipe.data, "image_size", 256)
+    return DecoderRunConfig(
+        model=DecodedTokenizerConfig.preset(tokenizer, decoder, grid_size=image_size // 16),
+        data=recipe.data,
+        reconstruction=recipe.reconstruction,
+        gan=recipe.gan,
+        optimization=recipe.optimization,
+        discriminator_optimization=recipe.discriminator_optimization,
+        loop=recipe.loop,
+        loader=recipe.loader,
+        strategy=recipe.strategy,
+    )
+
+
+class DecoderTrainer:
+    def __init__(self, config: DecoderRunConfig, run: Run) -> None:
+        if not run.load_model_from:
+            raise UserError(
+                "decoder: the frozen tokenizer needs its weights: pass --load-model-from "
+                "work_dirs/<tokenizer run>/checkpoints/iter_N (again when resuming: decoder "
+                "checkpoints leave the tokenizer out)"
+            )
+        for path in run.load_model_from:
+            if not Path(path).exists():
+                raise UserError(f"--load-model-from {path}: no such file or checkpoint directory")
+        # The tokenizer first: a missing teacher file (Cluster) fails before anything else.
+        decoded = DecodedTokenizer(config.model)
+        image_size = getattr(config.data, "image_size", None)
+        if image_size is not None:
+            decoded.check_image_size(image_size)
+        self.tokenizer = decoded
+        self._load_tokenizer(decoded, run.load_model_from)
+        reconstruction_loss = ReconstructionLoss(config.reconstruction).to(run.device)
+        self.dataset = build_dataset(config.data, "train")
+        self.collate = collate
+
+        last_layer = UsedWeight(decoded.last_layer)
+        model = run.prepare("model", decoded, exclude=decoded.frozen_prefixes, load=False)
+        opt = run.optimization(
+            "model", model, list(decoded.trainable_parameters()), config.optimization
+        )
+        discriminator = run.prepare("discriminator", build_discriminator(config.gan.discriminator))
+        d_opt = run.optimization(
+            "discriminator",
+            discriminator,
+            discriminator.parameters(),
+            config.discriminator_optimization,
+        )
+        self.model = model
+        self.gan = _vqgan_steps(
+            config, run, reconstruction_loss, model, opt, discriminator, d_opt, last_layer
+        )
+
+    @staticmethod
+    def _load_tokenizer(decoded: DecodedTokenizer, files: list[Path]) -> None:
+        """``--load-model-from`` into the whole model (a decoder checkpoint may come too);
+        every tokenizer weight must be in the files."""
+        report = load_weights(decoded, files)
+        shown = " ".join(str(f) for f in files)
+        LOGGER.info("--load-model-from into model: %s", report.summary())
+        frozen = [
+            k
+            for k in report.missing + report.mismatched
+            if k.split(".", 1)[0] in decoded.frozen_prefixes
+        ]
+        if frozen:
+            raise UserError(
+                f"decoder: --load-model-from {shown} does not hold the tokenizer of the config "
+                f"({len(frozen)} of its tensors missing or of another shape, e.g. "
+                f"{', '.join(frozen[:3])}); give the checkpoint of the tokenizer run it_config "
+                "names"
+            )
+
+    def step(self, batch: dict[str, Any], iteration: int) -> dict[str, Tensor | float]:
+        return self.gan.step(batch, iteration)
+
+    def visuals(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        return self.gan.visuals(batch)
+
+
+def _vqgan_steps(
+    config: DecoderRunConfig,
+    run: Run,
+    reconstruction_loss: ReconstructionLoss,
+    model: Any,
+    opt: Any,
+    discriminator: Any,
+    d_opt: Any,
+    last_layer: UsedWeight,
+) -> VQGANTrainer:
+    """``VQGANTrainer``'s ``step`` and ``visuals`` on the decoder run's parts.
+
+    ``VQGANTrainer.__init__`` builds its own generator (a ``PixelTokenizer``, all of it
+    trained). Until it accepts a prebuilt generator with its parameters, the instance is
+    assembled here from the attributes its ``step`` and ``visuals`` read; ``config`` offers
+    the fields they use (``gan``, ``reconstruction``).
+    """
+    gan = VQGANTrainer.__new__(VQGANTrainer)
+    gan.run, gan.config = run, config  # type: ignore[assignment]
+    gan.reconstruction_loss = reconstruction_loss
+    gan.model, gan.opt, gan.last_layer = model, opt, last_layer
+    gan.discriminator, gan.d_opt = discriminator, d_opt
+    return gan
