@@ -77,7 +77,7 @@ def test_lossless_tokenizer_gives_known_answers(tmp_path):
     pngs = sorted(p.name for p in (tmp_path / "visuals" / "reconstruction").glob("*.png"))
     assert len(pngs) == 9 and "astronaut-0.png" in pngs
     first = torch.from_numpy(
-        np.asarray(Image.open(tmp_path / "visuals" / "image" / "astronaut-0.png"))
+        np.array(Image.open(tmp_path / "visuals" / "image" / "astronaut-0.png"))
     )
     assert torch.equal(first.permute(2, 0, 1), _val_images()[0])
 
