@@ -352,3 +352,23 @@ def test_two_ranks_give_the_single_process_result(inception_setup, single_proces
     assert isc[0] == pytest.approx(single_process_fidelity["isc_mean"], rel=1e-4)
     assert isc[1] == pytest.approx(single_process_fidelity["isc_std"], rel=1e-3, abs=1e-6)
     assert kid[0] == pytest.approx(single_process_fidelity["kid_mean"], rel=1e-4)
+
+
+def test_low_rank_frechet_distance_equals_the_matrix_root_form() -> None:
+    """Fewer samples than dimensions: the (N, N) eigenvalue form equals sqrtm of (D, D)."""
+    from vq.train.metrics import frechet_distance_from_features
+
+    g = torch.Generator().manual_seed(3)
+    fake = torch.randn(12, 96, generator=g, dtype=torch.float64) * 1.5 + 0.3
+    real = FIDStatistics.from_features(torch.randn(40, 96, generator=g, dtype=torch.float64))
+    stats = FIDStatistics.from_features(fake)
+    expected = frechet_distance(stats.mu, stats.sigma, real.mu, real.sigma)
+    assert frechet_distance_from_features(fake, real.mu, real.sigma) == pytest.approx(
+        expected, rel=1e-6
+    )
+    # N >= D falls back to the matrix root
+    many = torch.randn(120, 96, generator=g, dtype=torch.float64)
+    many_stats = FIDStatistics.from_features(many)
+    assert frechet_distance_from_features(many, real.mu, real.sigma) == pytest.approx(
+        frechet_distance(many_stats.mu, many_stats.sigma, real.mu, real.sigma), rel=1e-12
+    )

@@ -17,6 +17,7 @@ from vq.train.metrics.fid import (
     compute_fidelity,
     fid_statistics_path,
     frechet_distance,
+    frechet_distance_from_features,
     inception_score,
     kernel_inception_distance,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "compute_fidelity",
     "fid_statistics_path",
     "frechet_distance",
+    "frechet_distance_from_features",
     "inception_score",
     "kernel_inception_distance",
     "l1",

@@ -341,6 +341,29 @@ def frechet_distance(
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
 
 
+def frechet_distance_from_features(
+    features: torch.Tensor, mu2: np.ndarray, sigma2: np.ndarray
+) -> float:
+    """The Fréchet distance of ``(N, D)`` features to ``(mu2, sigma2)``, exact and fast when
+    N < D (every test, small validation sets).
+
+    With S1 = B^T B, B = (X - mu1) / sqrt(N - 1) of shape (N, D), the non-zero eigenvalues of
+    S1 S2 are those of the symmetric (N, N) matrix B S2 B^T, so Tr sqrtm(S1 S2) is the sum of
+    the square roots of its eigenvalues: no D x D matrix root is needed.
+    """
+    x = features.detach().cpu().double().numpy()  # (N, D)
+    n = x.shape[0]
+    if n >= x.shape[1]:
+        stats = FIDStatistics.from_features(features)
+        return frechet_distance(stats.mu, stats.sigma, mu2, sigma2)
+    mu1 = x.mean(axis=0)
+    b = (x - mu1) / np.sqrt(n - 1)  # (N, D)
+    small = b @ np.asarray(sigma2, dtype=np.float64) @ b.T  # (N, N), symmetric PSD
+    trace_root = np.sqrt(np.clip(np.linalg.eigvalsh((small + small.T) / 2), 0, None)).sum()
+    diff = mu1 - mu2
+    return float(diff @ diff + (b * b).sum() + np.trace(sigma2) - 2.0 * trace_root)
+
+
 def inception_score(
     logits: torch.Tensor, splits: int = 10, shuffle: bool = True, seed: int = 2020
 ) -> tuple[float, float]:
@@ -422,7 +445,6 @@ def compute_fidelity(
     ``kid_mean``, ``kid_std``, ``reference``.
     """
     fake = generated[FEATURES]
-    fake_stats = FIDStatistics.from_features(fake)
     if isinstance(reference, FIDStatistics):
         real_stats, real = reference, None
     else:
@@ -430,7 +452,7 @@ def compute_fidelity(
         real_stats = FIDStatistics.from_features(real)
 
     results: dict[str, float | str] = {
-        "fid": frechet_distance(fake_stats.mu, fake_stats.sigma, real_stats.mu, real_stats.sigma)
+        "fid": frechet_distance_from_features(fake, real_stats.mu, real_stats.sigma)
     }
     results["isc_mean"], results["isc_std"] = inception_score(
         generated[LOGITS], splits=isc_splits, seed=seed
