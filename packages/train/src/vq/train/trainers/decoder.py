@@ -27,14 +27,14 @@ from pathlib import Path
 from typing import Any, Literal, Self, get_args
 
 from pydantic import Field, model_validator
-from torch import Tensor
+from torch import Tensor, nn
 
 from vq.core.checkpoint import load_weights
 from vq.core.configfile import load_config
 from vq.core.errors import UserError
 from vq.core.logging import LOGGER
 from vq.core.loop import Run, RunConfig
-from vq.core.optim import OptimizationConfig
+from vq.core.optim import Optimization, OptimizationConfig
 from vq.decoders import (
     DecodedTokenizer,
     DecodedTokenizerConfig,
@@ -137,7 +137,7 @@ class DecoderTrainer:
         image_size = getattr(config.data, "image_size", None)
         if image_size is not None:
             decoded.check_image_size(image_size)
-        self.tokenizer = decoded
+        self.decoded = decoded  # unwrapped
         self._load_tokenizer(decoded, run.load_model_from)
         reconstruction_loss = ReconstructionLoss(config.reconstruction).to(run.device)
         self.dataset = build_dataset(config.data, "train")
@@ -191,10 +191,10 @@ def _vqgan_steps(
     config: DecoderRunConfig,
     run: Run,
     reconstruction_loss: ReconstructionLoss,
-    model: Any,
-    opt: Any,
-    discriminator: Any,
-    d_opt: Any,
+    model: nn.Module,
+    opt: Optimization,
+    discriminator: nn.Module,
+    d_opt: Optimization,
     last_layer: UsedWeight,
 ) -> VQGANTrainer:
     """``VQGANTrainer``'s ``step`` and ``visuals`` on the decoder run's parts.
