@@ -27,29 +27,29 @@ from pathlib import Path
 from typing import Any, Literal, Self, get_args
 
 from pydantic import Field, model_validator
-from torch import Tensor, nn
+from torch import Tensor
 
 from vq.core.checkpoint import load_weights
 from vq.core.configfile import load_config
 from vq.core.errors import UserError
 from vq.core.logging import LOGGER
 from vq.core.loop import Run, RunConfig
-from vq.core.optim import Optimization, OptimizationConfig
+from vq.core.optim import OptimizationConfig
 from vq.decoders import (
     DecodedTokenizer,
     DecodedTokenizerConfig,
     FeatureTokenizerConfig,
     PixelDecoderName,
 )
-from vq.tokenizers.discriminators import build_discriminator
-from vq.tokenizers.losses import ReconstructionLoss, ReconstructionLossConfig
+from vq.tokenizers.losses import ReconstructionLossConfig
 from vq.tokenizers.models.cluster import ClusterConfig
 from vq.tokenizers.models.vqkd import VQKDConfig
-from vq.train.data import DatasetConfig, build_dataset, collate
+from vq.train.data import DatasetConfig
 from vq.train.trainers.vqgan import (
     TAMING_DISCRIMINATOR,
     TAMING_GENERATOR,
     GANConfig,
+    Generator,
     UsedWeight,
     VQGANRunConfig,
     VQGANTrainer,
@@ -139,26 +139,16 @@ class DecoderTrainer:
             decoded.check_image_size(image_size)
         self.decoded = decoded  # unwrapped
         self._load_tokenizer(decoded, run.load_model_from)
-        reconstruction_loss = ReconstructionLoss(config.reconstruction).to(run.device)
-        self.dataset = build_dataset(config.data, "train")
-        self.collate = collate
-
         last_layer = UsedWeight(decoded.last_layer)
         model = run.prepare("model", decoded, exclude=decoded.frozen_prefixes, load=False)
         opt = run.optimization(
             "model", model, list(decoded.trainable_parameters()), config.optimization
         )
-        discriminator = run.prepare("discriminator", build_discriminator(config.gan.discriminator))
-        d_opt = run.optimization(
-            "discriminator",
-            discriminator,
-            discriminator.parameters(),
-            config.discriminator_optimization,
-        )
         self.model = model
-        self.gan = _vqgan_steps(
-            config, run, reconstruction_loss, model, opt, discriminator, d_opt, last_layer
-        )
+        # the GAN steps of VQGAN training, on the pixel decoder only
+        self.gan = VQGANTrainer(config, run, Generator(model, opt, last_layer))  # type: ignore[arg-type]
+        self.dataset = self.gan.dataset
+        self.collate = self.gan.collate
 
     @staticmethod
     def _load_tokenizer(decoded: DecodedTokenizer, files: list[Path]) -> None:
@@ -185,28 +175,3 @@ class DecoderTrainer:
 
     def visuals(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         return self.gan.visuals(batch)
-
-
-def _vqgan_steps(
-    config: DecoderRunConfig,
-    run: Run,
-    reconstruction_loss: ReconstructionLoss,
-    model: nn.Module,
-    opt: Optimization,
-    discriminator: nn.Module,
-    d_opt: Optimization,
-    last_layer: UsedWeight,
-) -> VQGANTrainer:
-    """``VQGANTrainer``'s ``step`` and ``visuals`` on the decoder run's parts.
-
-    ``VQGANTrainer.__init__`` builds its own generator (a ``PixelTokenizer``, all of it
-    trained). Until it accepts a prebuilt generator with its parameters, the instance is
-    assembled here from the attributes its ``step`` and ``visuals`` read; ``config`` offers
-    the fields they use (``gan``, ``reconstruction``).
-    """
-    gan = VQGANTrainer.__new__(VQGANTrainer)
-    gan.run, gan.config = run, config  # type: ignore[assignment]
-    gan.reconstruction_loss = reconstruction_loss
-    gan.model, gan.opt, gan.last_layer = model, opt, last_layer
-    gan.discriminator, gan.d_opt = discriminator, d_opt
-    return gan

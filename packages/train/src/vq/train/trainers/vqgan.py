@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Literal, Self
 
 import torch
@@ -36,7 +37,7 @@ from torch import Tensor, nn
 from vq.core.config import Config
 from vq.core.data import LoaderConfig
 from vq.core.loop import LoopConfig, Run, RunConfig
-from vq.core.optim import OptimizationConfig, OptimizerConfig
+from vq.core.optim import Optimization, OptimizationConfig, OptimizerConfig
 from vq.core.parallel import StrategyConfig, unwrap
 from vq.tokenizers.discriminators import (
     DiscriminatorConfig,
@@ -167,20 +168,41 @@ def _sum(terms: dict[str, Tensor], device: torch.device) -> Tensor:
     return torch.stack(list(terms.values())).sum()
 
 
+@dataclass
+class Generator:
+    """The autoencoder a GAN run trains: the prepared (maybe wrapped) module, its
+    optimisation, and the decoder's last layer that the adaptive weight differentiates."""
+
+    model: nn.Module
+    opt: Optimization
+    last_layer: UsedWeight
+
+
 class VQGANTrainer:
-    def __init__(self, config: VQGANRunConfig, run: Run) -> None:
+    """GAN training of an autoencoder: one forward, a generator step, a discriminator step.
+
+    By default it trains a whole ``PixelTokenizer`` built from ``config.model``; a caller
+    that trains only part of a model (the pixel decoder under a frozen tokenizer) passes
+    its own prepared ``generator``. ``config`` needs ``gan``, ``reconstruction``, ``data``
+    and ``discriminator_optimization`` (and ``model``/``optimization`` without a generator).
+    """
+
+    def __init__(
+        self, config: VQGANRunConfig, run: Run, generator: Generator | None = None
+    ) -> None:
         self.run, self.config = run, config
         # LPIPS first: a missing weight file should fail before data and models are built.
         self.reconstruction_loss = ReconstructionLoss(config.reconstruction).to(run.device)
         self.dataset = build_dataset(config.data, "train")
         self.collate = collate
 
-        tokenizer = PixelTokenizer(config.model)
-        self.last_layer = UsedWeight(tokenizer.decoder.out_conv)
-        self.model = run.prepare("model", tokenizer)
-        self.opt = run.optimization(
-            "model", self.model, self.model.parameters(), config.optimization
-        )
+        if generator is None:
+            tokenizer = PixelTokenizer(config.model)
+            last_layer = UsedWeight(tokenizer.decoder.out_conv)
+            model = run.prepare("model", tokenizer)
+            opt = run.optimization("model", model, model.parameters(), config.optimization)
+            generator = Generator(model, opt, last_layer)
+        self.model, self.opt, self.last_layer = generator.model, generator.opt, generator.last_layer
         self.discriminator = run.prepare(
             "discriminator", build_discriminator(config.gan.discriminator)
         )
