@@ -24,31 +24,25 @@ a reconstruction recipe of the VQGAN family, and the pair becomes one tokenizer
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Self, get_args
+from typing import Any, Literal, get_args
 
-from pydantic import Field, model_validator
 from torch import Tensor
 
 from vq.core.checkpoint import load_weights
 from vq.core.configfile import load_config
 from vq.core.errors import UserError
 from vq.core.logging import LOGGER
-from vq.core.loop import Run, RunConfig
-from vq.core.optim import OptimizationConfig
+from vq.core.loop import Run
 from vq.decoders import (
     DecodedTokenizer,
     DecodedTokenizerConfig,
     FeatureTokenizerConfig,
     PixelDecoderName,
 )
-from vq.tokenizers.losses import ReconstructionLossConfig
 from vq.tokenizers.models.cluster import ClusterConfig
 from vq.tokenizers.models.vqkd import VQKDConfig
-from vq.train.data import DatasetConfig
 from vq.train.trainers.vqgan import (
-    TAMING_DISCRIMINATOR,
-    TAMING_GENERATOR,
-    GANConfig,
+    GANRunConfig,
     Generator,
     UsedWeight,
     VQGANRunConfig,
@@ -56,27 +50,11 @@ from vq.train.trainers.vqgan import (
 )
 
 
-class DecoderRunConfig(RunConfig):
+class DecoderRunConfig(GANRunConfig):
+    """Generator: ``pre_decode`` and the pixel decoder (the tokenizer is frozen)."""
+
     trainer: Literal["decoder"] = "decoder"
     model: DecodedTokenizerConfig
-    data: DatasetConfig
-    reconstruction: ReconstructionLossConfig = Field(default_factory=ReconstructionLossConfig)
-    gan: GANConfig = Field(default_factory=GANConfig)
-    optimization: OptimizationConfig = TAMING_GENERATOR
-    """Generator: ``pre_decode`` and the pixel decoder (the tokenizer is frozen)."""
-    discriminator_optimization: OptimizationConfig = TAMING_DISCRIMINATOR
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        rec = self.reconstruction
-        if self.gan.adaptive_weight_gain is not None and not (
-            rec.l1_weight or rec.l2_weight or rec.lpips_weight
-        ):
-            raise ValueError(
-                "the adaptive GAN weight compares against the reconstruction loss: give a "
-                "reconstruction weight > 0 or set gan.adaptive_weight_gain to None"
-            )
-        return self
 
     def build_tokenizer(self) -> DecodedTokenizer:
         """The complete tokenizer; its weights are the tokenizer run's checkpoint plus this
@@ -146,7 +124,7 @@ class DecoderTrainer:
         )
         self.model = model
         # the GAN steps of VQGAN training, on the pixel decoder only
-        self.gan = VQGANTrainer(config, run, Generator(model, opt, last_layer))  # type: ignore[arg-type]
+        self.gan = VQGANTrainer(config, run, Generator(model, opt, last_layer))
         self.dataset = self.gan.dataset
         self.collate = self.gan.collate
 

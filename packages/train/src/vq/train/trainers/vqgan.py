@@ -85,18 +85,19 @@ TAMING_DISCRIMINATOR = OptimizationConfig(optimizer=OptimizerConfig(lr=4.32e-4, 
 LLAMAGEN_OPTIMIZATION = OptimizationConfig(optimizer=OptimizerConfig(lr=1e-4, betas=(0.9, 0.95)))
 
 
-class VQGANRunConfig(RunConfig):
-    trainer: Literal["vqgan"] = "vqgan"
-    model: PixelTokenizerConfig
+class GANRunConfig(RunConfig):
+    """What GAN training of an autoencoder needs besides the model: data, reconstruction
+    losses, the GAN and the two optimizers (shared by VQGAN-family and pixel-decoder runs)."""
+
     data: DatasetConfig
     reconstruction: ReconstructionLossConfig = Field(default_factory=ReconstructionLossConfig)
     gan: GANConfig = Field(default_factory=GANConfig)
     optimization: OptimizationConfig = TAMING_GENERATOR
-    """Generator: encoder, connectors, quantizer and decoder."""
+    """Generator: the parameters the model trains."""
     discriminator_optimization: OptimizationConfig = TAMING_DISCRIMINATOR
 
     @model_validator(mode="after")
-    def _consistent(self) -> Self:
+    def _adaptive_weight_needs_reconstruction(self) -> Self:
         rec = self.reconstruction
         if self.gan.adaptive_weight_gain is not None and not (
             rec.l1_weight or rec.l2_weight or rec.lpips_weight
@@ -105,6 +106,17 @@ class VQGANRunConfig(RunConfig):
                 "the adaptive GAN weight compares against the reconstruction loss: give a "
                 "reconstruction weight > 0 or set gan.adaptive_weight_gain to None"
             )
+        return self
+
+
+class VQGANRunConfig(GANRunConfig):
+    """Generator: encoder, connectors, quantizer and decoder."""
+
+    trainer: Literal["vqgan"] = "vqgan"
+    model: PixelTokenizerConfig
+
+    @model_validator(mode="after")
+    def _fits_the_data(self) -> Self:
         image_size = getattr(self.data, "image_size", None)
         if image_size is None:
             return self
@@ -197,6 +209,7 @@ class VQGANTrainer:
         self.collate = collate
 
         if generator is None:
+            assert isinstance(config, VQGANRunConfig), "without a generator, a VQGAN run"
             tokenizer = PixelTokenizer(config.model)
             last_layer = UsedWeight(tokenizer.decoder.out_conv)
             model = run.prepare("model", tokenizer)
