@@ -35,8 +35,23 @@ def default_nproc() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 1
 
 
+def without_nproc(argv: list[str]) -> list[str]:
+    """``argv`` less its ``--nproc N`` / ``--nproc=N`` (the processes it starts are told by
+    torchrun how many they are)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
 def relaunch(nproc: int, module: str, argv: list[str]) -> int:
-    """Run ``python -m module argv`` under torchrun with ``nproc`` local processes."""
+    """Run ``python -m module argv`` (without ``--nproc``) under torchrun with ``nproc``
+    local processes."""
     command = [
         sys.executable,
         "-m",
@@ -46,7 +61,7 @@ def relaunch(nproc: int, module: str, argv: list[str]) -> int:
         "--master-addr=127.0.0.1",
         "-m",
         module,
-        *argv,
+        *without_nproc(argv),
     ]
     env = dict(os.environ)
     if not torch.cuda.is_available():

@@ -187,29 +187,13 @@ def train_main(argv: list[str] | None = None) -> int:
             code = _guarded(_validate_only, args)
             if code:
                 return code
-            forwarded = _strip_nproc(argv)
-            return launch.relaunch(nproc, "vq.train", forwarded)
+            return launch.relaunch(nproc, "vq.train", argv)
     return _guarded(run_train, args, argv)
 
 
 def _validate_only(args: argparse.Namespace) -> int:
     resolve_config(args.config, args.config_options, args.override)
     return 0
-
-
-def _strip_nproc(argv: list[str]) -> list[str]:
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a == "--nproc":
-            skip = True
-            continue
-        if a.startswith("--nproc="):
-            continue
-        out.append(a)
-    return out
 
 
 def main() -> None:

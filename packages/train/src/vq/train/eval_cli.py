@@ -462,18 +462,6 @@ _COMMANDS = {
 }
 
 
-def _strip_nproc(argv: list[str]) -> list[str]:
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == "--nproc":
-            skip = True
-        elif not a.startswith("--nproc="):
-            out.append(a)
-    return out
-
-
 def command_main(command: str, argv: list[str] | None = None) -> int:
     """Parse ``argv`` for ``command``; relaunch under torchrun for ``--nproc`` > 1."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -485,7 +473,7 @@ def command_main(command: str, argv: list[str] | None = None) -> int:
             code = _guarded(_validate_only, args, command)
             if code:
                 return code
-            return launch.relaunch(nproc, "vq.train.eval_cli", [command, *_strip_nproc(argv)])
+            return launch.relaunch(nproc, "vq.train.eval_cli", [command, *argv])
     return _guarded(run, args, argv)
 
 

@@ -285,18 +285,6 @@ def _progress(total: int) -> Any:
 # ------------------------------------------------------------------ entry -----------
 
 
-def _without_nproc(argv: list[str]) -> list[str]:
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == "--nproc":
-            skip = True
-        elif not a.startswith("--nproc="):
-            out.append(a)
-    return out
-
-
 def sample_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -304,7 +292,7 @@ def sample_main(argv: list[str] | None = None) -> int:
         nproc = args.nproc or 1
         if nproc > 1 and not launch.under_torchrun():
             prepare(args)  # a bad flag fails once, before starting processes
-            return launch.relaunch(nproc, "vq.train.sample", _without_nproc(argv))
+            return launch.relaunch(nproc, "vq.train.sample", argv)
         return run_sample(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
