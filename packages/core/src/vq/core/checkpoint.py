@@ -219,20 +219,8 @@ class Checkpointer:
 
     def _write_sharded(self, state: TrainingState, out: Path) -> None:
         import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint.state_dict import (
-            get_model_state_dict,
-            get_optimizer_state_dict,
-        )
 
-        payload: dict[str, Any] = {}
-        for name, tracked in state.modules.items():
-            model_state = get_model_state_dict(tracked.module)
-            payload[f"model.{name}"] = {k: v for k, v in model_state.items() if tracked.keep(k)}
-        for name, opt in state.optimizations.items():
-            payload[f"optim.{name}"] = get_optimizer_state_dict(opt.module, opt.optimizer)
-            if opt.ema is not None:
-                payload[f"ema.{name}"] = opt.ema.state_dict()
-        dcp.save(payload, checkpoint_id=str(out / "dcp"))
+        dcp.save(_sharded_payload(state), checkpoint_id=str(out / "dcp"))
 
     def _publish(self, partial: Path, final: Path, iteration: int) -> None:
         for path in [*partial.rglob("*")]:
@@ -314,20 +302,11 @@ class Checkpointer:
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
-            get_model_state_dict,
-            get_optimizer_state_dict,
             set_model_state_dict,
             set_optimizer_state_dict,
         )
 
-        payload: dict[str, Any] = {}
-        for name, tracked in state.modules.items():
-            full = get_model_state_dict(tracked.module)
-            payload[f"model.{name}"] = {k: v for k, v in full.items() if tracked.keep(k)}
-        for name, opt in state.optimizations.items():
-            payload[f"optim.{name}"] = get_optimizer_state_dict(opt.module, opt.optimizer)
-            if opt.ema is not None:
-                payload[f"ema.{name}"] = opt.ema.state_dict()
+        payload = _sharded_payload(state)
         dcp.load(payload, checkpoint_id=str(path / "dcp"))  # loads in place, EMA included
         for name, tracked in state.modules.items():
             set_model_state_dict(
@@ -335,6 +314,25 @@ class Checkpointer:
             )
         for name, opt in state.optimizations.items():
             set_optimizer_state_dict(opt.module, opt.optimizer, payload[f"optim.{name}"])
+
+
+def _sharded_payload(state: TrainingState) -> dict[str, Any]:
+    """What DCP saves and loads in place for sharded runs: each model's checkpointed
+    (non-frozen) tensors, each optimizer's state and each weight EMA."""
+    from torch.distributed.checkpoint.state_dict import (
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    payload: dict[str, Any] = {}
+    for name, tracked in state.modules.items():
+        model_state = get_model_state_dict(tracked.module)
+        payload[f"model.{name}"] = {k: v for k, v in model_state.items() if tracked.keep(k)}
+    for name, opt in state.optimizations.items():
+        payload[f"optim.{name}"] = get_optimizer_state_dict(opt.module, opt.optimizer)
+        if opt.ema is not None:
+            payload[f"ema.{name}"] = opt.ema.state_dict()
+    return payload
 
 
 def _without_optimizer(opt: Optimization) -> dict[str, Any]:
