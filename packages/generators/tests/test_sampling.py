@@ -7,12 +7,14 @@ import math
 import pytest
 import torch
 
+from vq.core.seeding import seeded_generator
 from vq.generators.gpt2 import GPT2
 from vq.generators.llama import Llama
 from vq.generators.sampling import (
     generate,
     guidance_at,
     sample_from_logits,
+    sampled_token_accuracy,
     top_k_filter,
     top_p_filter,
 )
@@ -111,6 +113,45 @@ def test_cached_sampling_equals_uncached_recomputation(arch: str, scale: float) 
     assert torch.equal(cached, run(use_cache=True))  # same seed, same tokens
     assert not torch.equal(cached, run(use_cache=True, seed=8))  # the seed matters
     assert len(torch.unique(cached)) > 4  # genuinely random, not collapsed
+
+
+@pytest.mark.parametrize("scale", [1.0, 1.75])
+def test_per_sample_generators_make_samples_independent_of_the_batch(scale: float) -> None:
+    model = random_model("llama")
+    classes = torch.tensor([0, 1, 2, 3, 1])
+
+    def run(rows: list[int]) -> torch.Tensor:
+        generators = [seeded_generator("cpu", 0, r) for r in rows]
+        return generate(model, classes[rows], (4, 4), CODEBOOK, NUM_CLASSES, guidance_scale=scale,
+                        top_k=12, generator=generators)  # fmt: skip
+
+    together = run([0, 1, 2, 3, 4])
+    assert torch.equal(together[:2], run([0, 1]))
+    assert torch.equal(together[[4, 2]], run([4, 2]))
+    assert not torch.equal(together[1], together[4])  # same class, own random numbers
+    with pytest.raises(ValueError, match="2 generators for 5 samples"):
+        generate(model, classes, (4, 4), CODEBOOK, NUM_CLASSES,
+                 generator=[seeded_generator("cpu", 0, r) for r in range(2)])  # fmt: skip
+
+
+def test_sampled_accuracy_draws_each_position_with_the_sampler() -> None:
+    layout = SequenceLayout(num_classes=2, codebook_size=3, null_class=False)  # offset 2
+    tokens = torch.tensor([[0, 2, 3, 4], [1, 4, 4, 2]])  # image tokens 0 1 2 and 2 2 0
+    logits = torch.full((2, 4, 5), -1e4)
+    logits[:, :-1, 2] = 1e4  # both rows certainly predict code 0 everywhere
+    accuracy = sampled_token_accuracy(logits, tokens, layout, per_sample=True)
+    torch.testing.assert_close(accuracy, torch.tensor([1 / 3, 1 / 3]))
+    # top-1 sampling of noisy logits is their argmax; top-k 3 of 3 codes is a real draw
+    noisy = torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(0))
+    top1 = sampled_token_accuracy(noisy, tokens, layout, top_k=1, per_sample=True)
+    argmax = (layout.predictions(noisy).argmax(-1) == layout.targets(tokens)).float().mean(1)
+    torch.testing.assert_close(top1, argmax)
+    rows = [seeded_generator("cpu", 1, b) for b in range(2)]
+    first = sampled_token_accuracy(noisy, tokens, layout, generator=rows, per_sample=True)
+    alone = sampled_token_accuracy(
+        noisy[1:], tokens[1:], layout, generator=[seeded_generator("cpu", 1, 1)]
+    )
+    assert first[1] == alone
 
 
 def test_guidance_changes_the_samples_and_prompt_is_kept() -> None:

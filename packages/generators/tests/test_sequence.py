@@ -63,7 +63,19 @@ def test_token_accuracy_counts_argmax_hits() -> None:
     logits[0, 0, 2] = logits[0, 1, 3] = 5.0  # hits for tokens 0 and 1
     logits[0, 2, 2] = 5.0  # miss for token 2
     assert token_accuracy(logits, tokens, layout).item() == pytest.approx(2 / 3)
-    certain = torch.full((1, 4, 5), -1e4)
-    certain[0, 0, 2] = certain[0, 1, 3] = certain[0, 2, 4] = 1e4
-    sampled = token_accuracy(certain, tokens, layout, sample=True)
-    assert sampled.item() == 1.0
+    both = torch.cat((logits, torch.zeros(1, 4, 5)))
+    both[1, 0, 2] = 5.0  # the second sequence: one hit
+    per_sample = token_accuracy(both, tokens.repeat(2, 1), layout, per_sample=True)
+    torch.testing.assert_close(per_sample, torch.tensor([2 / 3, 1 / 3]))
+
+
+def test_per_sample_loss_is_each_sequences_mean() -> None:
+    layout = SequenceLayout(num_classes=2, codebook_size=3, null_class=True)  # offset 3
+    tokens = torch.tensor([[0, 3, 4, 5], [1, 5, 5, 3]])
+    logits = torch.randn(2, 4, 6, generator=torch.Generator().manual_seed(3))
+    per_sample = next_token_loss(logits, tokens, layout, per_sample=True)
+    for b in range(2):
+        torch.testing.assert_close(
+            per_sample[b], next_token_loss(logits[b : b + 1], tokens[b : b + 1], layout)
+        )
+    torch.testing.assert_close(per_sample.mean(), next_token_loss(logits, tokens, layout))

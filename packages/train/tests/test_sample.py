@@ -12,10 +12,11 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from vq.core.configfile import load_config
+from vq.core.seeding import seeded_generator
 from vq.core.testing import run_distributed
 from vq.generators import generate
 from vq.train.data import to_uint8
-from vq.train.sample import batch_generator, sample_main
+from vq.train.sample import sample_main
 from vq.train.tokenizer_source import load_frozen_tokenizer
 from vq.train.trainers.ar import build_network, token_space
 
@@ -112,7 +113,7 @@ def test_sample_writes_pngs_and_an_npz_of_the_drawn_images(guided: Setup) -> Non
             temperature=0.9,
             top_k=12,
             top_p=0.95,
-            generator=batch_generator(5, b, torch.device("cpu")),
+            generator=seeded_generator("cpu", 5, b),
         )
         expected.append(to_uint8(tokenizer.decode(tokens)).permute(0, 2, 3, 1).numpy())
     assert np.array_equal(images, np.concatenate(expected))

@@ -21,6 +21,14 @@ def rank_seed(seed: int, rank: int) -> int:
     return (seed + 1_000_003 * rank) % SEED_MODULUS
 
 
+def seeded_generator(device: torch.device | str, *keys: int) -> torch.Generator:
+    """A generator on ``device`` seeded from ``keys``, e.g. ``(seed, sample index)``: distinct
+    key tuples give independent streams (numpy's ``SeedSequence`` hashing), so a sample can
+    own its random numbers whatever batch or process draws it."""
+    state = np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0]
+    return torch.Generator(device).manual_seed(int(state) & (2**63 - 1))
+
+
 def seed_everything(seed: int) -> None:
     seed %= SEED_MODULUS
     random.seed(seed)

@@ -5,7 +5,15 @@ from vq.generators.gpt2 import GPT2, GPT2Config, load_hf_gpt2
 from vq.generators.kv_cache import KVCache
 from vq.generators.llama import Llama, LlamaConfig
 from vq.generators.network import ProposalNetwork
-from vq.generators.sampling import generate, sample_from_logits, top_k_filter, top_p_filter
+from vq.generators.sampling import (
+    Generators,
+    generate,
+    sample_from_logits,
+    sampled_token_accuracy,
+    top_k_filter,
+    top_p_filter,
+    uniforms,
+)
 from vq.generators.sequence import (
     SequenceLayout,
     drop_labels,
@@ -16,6 +24,7 @@ from vq.generators.sequence import (
 __all__ = [
     "GPT2",
     "GPT2Config",
+    "Generators",
     "KVCache",
     "Llama",
     "LlamaConfig",
@@ -28,7 +37,9 @@ __all__ = [
     "load_hf_gpt2",
     "next_token_loss",
     "sample_from_logits",
+    "sampled_token_accuracy",
     "token_accuracy",
     "top_k_filter",
     "top_p_filter",
+    "uniforms",
 ]

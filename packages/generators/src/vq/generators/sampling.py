@@ -15,13 +15,30 @@ token only if a uniform falls within that distance of a bucket edge (tested: equ
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import Literal, TypeAlias
 
 import torch
 from torch import Tensor
 
 from vq.generators.network import ProposalNetwork
 from vq.generators.sequence import SequenceLayout
+
+Generators: TypeAlias = torch.Generator | Sequence[torch.Generator] | None
+"""Where random numbers come from: the global RNG (None), one generator for the whole batch,
+or one generator per sample (row b of every draw comes from generators[b]; see
+``vq.core.seeding.seeded_generator``). Per-sample
+generators make a sample independent of the batch it is drawn in, so results do not depend
+on the batch size or the number of processes."""
+
+
+def uniforms(shape: tuple[int, ...], generator: Generators, device: torch.device) -> Tensor:
+    """U[0, 1) numbers of ``shape`` (B, ...); per-sample generators fill one row each."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.rand(shape, generator=generator, device=device)
+    if len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} generators for {shape[0]} samples")
+    return torch.cat([torch.rand((1, *shape[1:]), generator=g, device=device) for g in generator])
 
 
 def top_k_filter(logits: Tensor, k: int | None) -> Tensor:
@@ -59,21 +76,49 @@ def sample_from_logits(
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> Tensor:
-    """logits (B, V) -> token ids (B,); temperature 0 is greedy (argmax, no random numbers).
+    """logits (B, ..., V) -> token ids (B, ...); temperature 0 is greedy (argmax, no random
+    numbers).
 
-    Draws one uniform per row and returns the first id whose cumulative probability exceeds
-    it (inverse-CDF sampling): a filtered id (probability 0) can never be returned.
+    Draws one uniform per distribution and returns the first id whose cumulative
+    probability exceeds it (inverse-CDF sampling): a filtered id (probability 0) can never
+    be returned.
     """
     logits = logits.float()
     if temperature == 0.0:
         return logits.argmax(dim=-1)
     logits = top_p_filter(top_k_filter(logits / temperature, top_k), top_p)
-    cdf = logits.softmax(dim=-1).cumsum(dim=-1)  # (B, V)
-    u = torch.rand((logits.shape[0], 1), generator=generator, device=logits.device)
-    ids = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)  # (B, 1)
-    return ids.squeeze(1).clamp_(max=logits.shape[-1] - 1)
+    cdf = logits.softmax(dim=-1).cumsum(dim=-1)  # (B, ..., V)
+    u = uniforms((*logits.shape[:-1], 1), generator, logits.device)  # (B, ..., 1)
+    ids = torch.searchsorted(cdf, u * cdf[..., -1:], right=True)  # (B, ..., 1)
+    return ids.squeeze(-1).clamp_(max=logits.shape[-1] - 1)
+
+
+@torch.no_grad()
+def sampled_token_accuracy(
+    logits: Tensor,
+    tokens: Tensor,
+    layout: SequenceLayout,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: Generators = None,
+    per_sample: bool = False,
+) -> Tensor:
+    """The reference's AR ``accuracy``: every image token is drawn from its teacher-forced
+    logits (B, T, V) with the sampler's settings and compared with the target in ``tokens``
+    (B, T). Batch mean, or (B,) with ``per_sample``; conditional logits only."""
+    guess = sample_from_logits(
+        layout.predictions(logits),
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        generator=generator,
+    )  # (B, T-1)
+    hits = (guess == layout.targets(tokens)).float()
+    return hits.mean(dim=1) if per_sample else hits.mean()
 
 
 def guidance_at(
@@ -109,7 +154,7 @@ def generate(
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     use_cache: bool = True,
     prompt: Tensor | None = None,
 ) -> Tensor:
@@ -117,7 +162,8 @@ def generate(
 
     guidance_scale 1.0 turns guidance off (no doubled batch); any other value needs a model
     whose vocabulary has the null class. ``prompt`` (B, n) fixes the first n image tokens in
-    raster order (the reference's "half generated" images). ``use_cache=False`` recomputes
+    raster order (the reference's "half generated" images). ``generator`` may be one
+    generator per sample (``Generators``). ``use_cache=False`` recomputes
     the full prefix every step: slower, same tokens (module docstring). The model runs in
     eval mode (dropout off) and gets its previous mode back.
     """

@@ -68,6 +68,16 @@ class SequenceLayout:
         """logits (..., vocab_size) -> (..., codebook_size): the image-token ids only."""
         return logits[..., self.image_offset : self.image_offset + self.codebook_size]
 
+    def predictions(self, logits: Tensor) -> Tensor:
+        """Teacher-forced logits (B, T, V) of a sequence -> fp32 (B, T-1, codebook_size): the
+        image-token logits of every position that predicts an image token."""
+        return self.image_logits(logits[:, :-1]).float()
+
+    def targets(self, tokens: Tensor) -> Tensor:
+        """Sequence ids (B, T) -> (B, T-1) code ids of the image tokens, the ``predictions``'
+        targets."""
+        return tokens[:, 1:] - self.image_offset
+
 
 def drop_labels(
     classes: Tensor, p: float, null_id: int, generator: torch.Generator | None = None
@@ -79,38 +89,33 @@ def drop_labels(
     return torch.where(drop, torch.full_like(classes, null_id), classes)
 
 
-def next_token_loss(logits: Tensor, tokens: Tensor, layout: SequenceLayout) -> Tensor:
+def next_token_loss(
+    logits: Tensor, tokens: Tensor, layout: SequenceLayout, *, per_sample: bool = False
+) -> Tensor:
     """Mean cross-entropy of every image token given its prefix.
 
     logits: (B, T, V) of ``tokens`` (B, T) = [class, image tokens...]; position t predicts
     token t + 1, so logits[:, :-1] are scored against tokens[:, 1:] (all image tokens).
-    Computed in fp32 whatever the autocast dtype of the forward pass.
+    Computed in fp32 whatever the autocast dtype of the forward pass. ``per_sample``
+    returns each sequence's mean (B,) instead of the batch mean.
     """
-    predicted = layout.image_logits(logits[:, :-1]).float()  # (B, T-1, codebook_size)
-    targets = tokens[:, 1:] - layout.image_offset  # (B, T-1)
-    return F.cross_entropy(predicted.flatten(0, 1), targets.flatten())
+    predicted = layout.predictions(logits)  # (B, T-1, codebook_size)
+    targets = layout.targets(tokens)  # (B, T-1)
+    losses = F.cross_entropy(predicted.flatten(0, 1), targets.flatten(), reduction="none")
+    losses = losses.view_as(targets)  # (B, T-1)
+    return losses.mean(dim=1) if per_sample else losses.mean()
 
 
 @torch.no_grad()
 def token_accuracy(
-    logits: Tensor,
-    tokens: Tensor,
-    layout: SequenceLayout,
-    *,
-    sample: bool = False,
-    generator: torch.Generator | None = None,
+    logits: Tensor, tokens: Tensor, layout: SequenceLayout, *, per_sample: bool = False
 ) -> Tensor:
-    """Fraction of teacher-forced predictions equal to the target image tokens.
+    """Fraction of teacher-forced argmax predictions equal to the target image tokens
+    (batch mean, or (B,) with ``per_sample``).
 
-    ``sample=False`` takes the argmax; ``sample=True`` draws from the softmax (the
-    reference's metric). Conditional logits only: for a guided model call this on the
-    conditional batch, never on a half-guided one (the reference's bug, RECIPES §8).
+    Conditional logits only: for a guided model call this on the conditional batch, never on
+    a half-guided one (the reference's bug, RECIPES §8). The reference's own metric draws the
+    prediction with the sampler instead: ``vq.generators.sampling.sampled_token_accuracy``.
     """
-    predicted = layout.image_logits(logits[:, :-1]).float()  # (B, T-1, codebook_size)
-    targets = tokens[:, 1:] - layout.image_offset  # (B, T-1)
-    if sample:
-        probs = predicted.softmax(-1).flatten(0, 1)
-        guess = torch.multinomial(probs, 1, generator=generator).view_as(targets)
-    else:
-        guess = predicted.argmax(-1)
-    return (guess == targets).float().mean()
+    hits = (layout.predictions(logits).argmax(-1) == layout.targets(tokens)).float()
+    return hits.mean(dim=1) if per_sample else hits.mean()

@@ -47,6 +47,7 @@ from vq.core.checkpoint import load_weights
 from vq.core.configfile import describe_validation_error
 from vq.core.errors import EXIT_USER_ERROR, UserError
 from vq.core.logging import LOGGER, save_png, setup_logging
+from vq.core.seeding import seeded_generator
 from vq.train.cli import WORK_DIRS_ENV, resolve_config, work_dir_of
 from vq.train.data import to_uint8
 from vq.train.tokenizer_source import load_frozen_tokenizer
@@ -182,12 +183,6 @@ def prepare(args: argparse.Namespace) -> tuple[ARRunConfig, SamplingConfig, list
     return config, sampling_of(args, config), requests(args, config.num_classes)
 
 
-def batch_generator(seed: int, batch: int, device: torch.device) -> torch.Generator:
-    """The generator of batch ``batch``: independent streams for every (seed, batch)."""
-    state = np.random.SeedSequence([seed, batch]).generate_state(1, np.uint64)[0]
-    return torch.Generator(device).manual_seed(int(state) & (2**63 - 1))
-
-
 # ------------------------------------------------------------------ sampling --------
 
 
@@ -229,7 +224,7 @@ def run_sample(args: argparse.Namespace) -> int:
         for b in mine:
             classes = torch.tensor([c for c, _ in batches[b]], device=device)
             with amp.autocast(device, args.autocast):
-                generator = batch_generator(args.seed, b, device)
+                generator = seeded_generator(device, args.seed, b)
                 tokens = sample_tokens(
                     network, classes, space, config.num_classes, sampling, generator
                 )  # (B, h, w)
