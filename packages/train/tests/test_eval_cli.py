@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torchvision
 
 from vq.core.checkpoint import load_weights
 from vq.core.configfile import load_config
@@ -27,16 +26,7 @@ REPO = Path(__file__).resolve().parents[3]
 DEMO = REPO / "configs" / "demo" / "vqgan_photos.py"
 OPTIONS = ["image_size:16", "batch_size:8", "num_codes:32", "workers:0"]
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two threads on a shared two-core machine are several times slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")
@@ -49,18 +39,9 @@ def run(tmp_path_factory) -> Path:
     return root / "tiny"
 
 
-@pytest.fixture(scope="module")
-def inception(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    net = torchvision.models.inception_v3(
-        weights=None, aux_logits=False, init_weights=False, num_classes=1008
-    )
-    for module in net.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-    path = tmp_path_factory.mktemp("inception") / "inception.pth"
-    torch.save(net.state_dict(), path)
-    return path
+@pytest.fixture
+def inception(random_inception: Path) -> Path:
+    return random_inception
 
 
 def _by_hand(run: Path, checkpoint: str) -> dict[str, float]:

@@ -195,29 +195,6 @@ N_IMAGES = 9  # per folder; odd, so two ranks need a padding duplicate
 ISC_SPLITS = 3  # divides N_IMAGES
 
 
-def save_random_inception(path: Path) -> Path:
-    """A random FID-Inception state dict whose features are not degenerate.
-
-    torchvision's Inception3 with 1008 classes has the key layout of the published FID
-    weights. Kaiming-normal convolutions keep activations O(1) through 94 layers (the default
-    init of a fresh module collapses them), and a larger fc spreads the logits so that the
-    Inception Score differs from 1.
-    """
-    import torchvision
-
-    torch.manual_seed(0)
-    net = torchvision.models.inception_v3(
-        weights=None, aux_logits=False, init_weights=False, num_classes=1008
-    )
-    for module in net.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-    with torch.no_grad():
-        net.fc.weight.mul_(50.0)
-    torch.save(net.state_dict(), path)
-    return path
-
-
 def _load_folder(folder: Path) -> torch.Tensor:
     files = sorted(folder.glob("*.png"))  # torch-fidelity's order
     return torch.stack(
@@ -226,10 +203,10 @@ def _load_folder(folder: Path) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def inception_setup(tmp_path_factory):
+def inception_setup(tmp_path_factory, random_inception):
     """Random weights, two folders of 32 px PNG crops (astronaut, chelsea) and our features."""
     root = tmp_path_factory.mktemp("fidelity")
-    weights = save_random_inception(root / "inception.pth")
+    weights = random_inception
     rng = np.random.default_rng(0)
     folders = {}
     for name, photo in (("astronaut", data.astronaut()), ("chelsea", data.chelsea())):

@@ -1,4 +1,4 @@
-"""``val``, ``test`` and ``fid``: evaluating tokenizer runs and caching FID references.
+"""``val``, ``test`` and ``fid``: evaluating tokenizer and AR runs, caching FID references.
 
     uv run val vqgan/8192 configs/vqgan/8192_dd2_aglwg075_imagenet_ddp.py --watch
     uv run val vqgan/8192 CONFIG --load-from iter_250000 iter_260000 --visual reconstruction
@@ -20,6 +20,11 @@ of the train split.
 Both take ``--load-model-from`` files that are loaded before a checkpoint's own weights (the
 checkpoint wins): the frozen parts a checkpoint leaves out, e.g. the tokenizer under a
 pixel decoder. Outside torchrun, ``--nproc N`` starts N processes (default: one per GPU).
+
+A tokenizer run (``build_tokenizer()``) is measured by ``vq.train.evaluate``: reconstruction,
+rFID, codebook. An AR run by ``vq.train.evaluate_generator``: loss, token accuracy, and gFID
+of one image per val image generated from its class, without guidance and at every
+``--guidance`` scale (default: the config's); ``--seed`` fixes those images.
 """
 
 from __future__ import annotations
@@ -33,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from vq.core import distributed, launch
 from vq.core.checkpoint import complete_checkpoints, consolidate, iteration_of
@@ -53,17 +57,16 @@ from vq.train.evaluate import (
     TEN_CROP_TOKENS_FILE,
     EvalSettings,
     Evaluation,
-    Meters,
-    build_meters,
-    build_tokenizer,
-    evaluate_tokenizer,
-    load_tokenizer_weights,
+    TokenizerEvaluator,
+    load_evaluated_weights,
     reference_name,
     reference_statistics,
     tokenize_ten_crop,
 )
+from vq.train.evaluate_generator import GeneratorEvaluator
 from vq.train.metrics import InceptionFeatures, fid_statistics_path, write_metrics_json
 from vq.train.metrics.fid import FID_CACHE_DIR, INCEPTION_WEIGHTS
+from vq.train.trainers.ar import ARRunConfig
 
 # ------------------------------------------------------------------ parsers ---------
 
@@ -128,6 +131,18 @@ def _add_evaluation(parser: argparse.ArgumentParser, weights_required: bool) -> 
         "computed and written by the first evaluation if missing)",
     )
     parser.add_argument(
+        "--guidance",
+        nargs="+",
+        type=float,
+        default=None,
+        metavar="S",
+        help="AR runs: guidance scales to measure gFID at besides 1.0 "
+        "(default: the config's sampling.guidance_scale)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="AR runs: seed of the generated images (default 0)"
+    )
+    parser.add_argument(
         "--work-dirs", type=Path, default=None, help=f"root of work dirs (env {WORK_DIRS_ENV})"
     )
     _add_common(parser)
@@ -135,7 +150,7 @@ def _add_evaluation(parser: argparse.ArgumentParser, weights_required: bool) -> 
 
 def build_val_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="val", description="Validate every checkpoint of a tokenizer run (once each)."
+        prog="val", description="Validate every checkpoint of a tokenizer or AR run (once each)."
     )
     _add_evaluation(parser, weights_required=False)
     parser.add_argument(
@@ -161,7 +176,8 @@ def build_val_parser() -> argparse.ArgumentParser:
 
 def build_test_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="test", description="Evaluate one set of tokenizer weights into WORK_DIRS/NAME_test."
+        prog="test",
+        description="Evaluate one set of tokenizer or AR weights into WORK_DIRS/NAME_test.",
     )
     _add_evaluation(parser, weights_required=True)
     parser.add_argument(
@@ -202,7 +218,18 @@ def _settings(args: argparse.Namespace) -> EvalSettings:
         tokenize=args.tokenize,
         autocast=args.autocast,
         batch_size=args.batch_size,
+        seed=args.seed,
+        guidance=tuple(args.guidance) if args.guidance else None,
     )
+
+
+def build_evaluator(
+    config: Any, source: Path, settings: EvalSettings, device: torch.device
+) -> TokenizerEvaluator | GeneratorEvaluator:
+    """The evaluation of the run ``config`` describes: an AR network or a tokenizer."""
+    if isinstance(config, ARRunConfig):
+        return GeneratorEvaluator(config, settings, device)
+    return TokenizerEvaluator(config, source, settings, device)
 
 
 # ------------------------------------------------------------------ helpers ---------
@@ -265,9 +292,7 @@ class Validator:
         self.work_dir = work_dir_of(args.name, args.work_dirs)
         self.checkpoints = self.work_dir / "checkpoints"
         self.val_dir = self.work_dir / "val"
-        self.settings = _settings(args)
-        self.tokenizer: nn.Module = build_tokenizer(config, args.config).to(device).eval()
-        self.meters: Meters = build_meters(config, self.tokenizer, self.settings, device)
+        self.evaluator = build_evaluator(config, args.config, _settings(args), device)
         self.board = TensorBoard(self.work_dir / "tensorboard")
         self.wanted = set(args.load_from)
         self.final = f"iter_{config.loop.iters}"
@@ -323,14 +348,11 @@ class Validator:
                 consolidate(checkpoint, weights)
             distributed.barrier()
         files = [*self.args.load_model_from, weights]
-        summary = load_tokenizer_weights(
-            self.tokenizer, files, meta.get("modules", {}).get("model", [])
+        summary = load_evaluated_weights(
+            self.evaluator.module, files, meta.get("modules", {}).get("model", [])
         )
         LOGGER.info("validating %s (%s)", name, summary)
-        self.tokenizer.eval()
-        evaluation = evaluate_tokenizer(
-            self.tokenizer, self.config, self.meters, self.settings, self.device, out_dir
-        )
+        evaluation = self.evaluator(out_dir)
         if distributed.is_main():
             _write(out_dir / "metrics.json", evaluation, str(checkpoint), iteration)
             numbers = {k: v for k, v in evaluation.metrics.items() if isinstance(v, float)}
@@ -388,20 +410,21 @@ def run_test(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         config, device = _prepare(args, out_dir, command)
         settings = _settings(args)
-        tokenizer = build_tokenizer(config, args.config)
+        if args.ten_crop and isinstance(config, ARRunConfig):
+            raise UserError("--ten-crop writes a tokenizer's codes: test the tokenizer run")
+        evaluator = build_evaluator(config, args.config, settings, device)
         files = list(args.load_model_from)
-        summary = load_tokenizer_weights(tokenizer, files, _frozen_prefixes(files))
+        summary = load_evaluated_weights(evaluator.module, files, _frozen_prefixes(files))
         LOGGER.info("weights: %s", summary)
-        tokenizer.to(device).eval()
-        meters = build_meters(config, tokenizer, settings, device)
-        evaluation = evaluate_tokenizer(tokenizer, config, meters, settings, device, out_dir)
+        evaluation = evaluator(out_dir)
         metas = [m for m in map(_checkpoint_meta, files) if m is not None]
         iteration = metas[-1]["iteration"] if metas else None
         if distributed.is_main():
             _write(out_dir / "metrics.json", evaluation, " ".join(map(str, files)), iteration)
             LOGGER.info("test %s: %s", args.name, _report(evaluation))
         if args.ten_crop:
-            tokenize_ten_crop(tokenizer, config, settings, device, out_dir / TEN_CROP_TOKENS_FILE)
+            path = out_dir / TEN_CROP_TOKENS_FILE
+            tokenize_ten_crop(evaluator.module, config, settings, device, path)
         distributed.barrier()
     finally:
         launch.destroy_process_group()

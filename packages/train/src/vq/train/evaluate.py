@@ -76,8 +76,8 @@ PREPROCESSING = "none: Resize(S, bicubic, antialias) + CenterCrop(S), uint8"
 TEN_CROP_PREPROCESSING = "ten-crop: Resize(1.1 S) + CenterCrop(1.1 S) + TenCrop(S), uint8"
 TOKENS_FILE = "tokens_{split}.safetensors"
 TEN_CROP_TOKENS_FILE = "tokens_train_tencrop.safetensors"
-_REAL_FEATURES = "real_features"  # Inception features of the originals (no cache yet)
-_INDEX = "index"
+REAL_FEATURES = "real_features"  # Inception features of the originals (no cache yet)
+INDEX = "index"  # the dataset index of every item and row
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,6 +105,10 @@ class EvalSettings:
     autocast: bool = False
     batch_size: int | None = None
     """Images per process and batch (default: the run's loader)."""
+    seed: int = 0
+    """AR runs: seeds every generated image (with its dataset index) and sampled accuracy."""
+    guidance: tuple[float, ...] | None = None
+    """AR runs: guidance scales measured besides 1.0 (default: the config's scale)."""
 
 
 @dataclass
@@ -126,12 +130,7 @@ def build_meters(
     meters = Meters()
     has_pixels = callable(getattr(tokenizer, "decode", None))
     if has_pixels:
-        try:
-            meters.inception = InceptionFeatures(settings.inception_weights).to(device)
-        except UserError as error:
-            if settings.require_fid:
-                raise
-            meters.skipped["fid"] = str(error)
+        add_inception(meters, settings, device)
         from vq.tokenizers.losses.lpips import LPIPS, LPIPSConfig
 
         try:
@@ -147,9 +146,24 @@ def build_meters(
             meters.teacher = build_teacher(config.teacher).to(device).eval()
         except UserError as error:
             meters.skipped["cosine_r_loss"] = str(error)
+    log_skipped(meters)
+    return meters
+
+
+def add_inception(meters: Meters, settings: EvalSettings, device: torch.device) -> None:
+    """Inception for FID/IS, or a skip reason when its weights are missing (an error with
+    ``settings.require_fid``)."""
+    try:
+        meters.inception = InceptionFeatures(settings.inception_weights).to(device)
+    except UserError as error:
+        if settings.require_fid:
+            raise
+        meters.skipped["fid"] = str(error)
+
+
+def log_skipped(meters: Meters) -> None:
     for metric, why in meters.skipped.items():
         LOGGER.info("skipping %s: %s", metric, why)
-    return meters
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,21 +178,21 @@ def build_tokenizer(config: Any, source: Path) -> nn.Module:
         raise UserError(
             f"{source} is a {getattr(config, 'trainer', type(config).__name__)!r} run without "
             "build_tokenizer(): val/test evaluate tokenizer runs (VQGAN, CVQ-VAE, FSQ, VQ-KD, "
-            "Cluster, pixel decoders)"
+            "Cluster, pixel decoders) and AR runs"
         )
     return build()
 
 
-def load_tokenizer_weights(
-    tokenizer: nn.Module, files: Sequence[Path], frozen_prefixes: Sequence[str] = ()
+def load_evaluated_weights(
+    module: nn.Module, files: Sequence[Path], frozen_prefixes: Sequence[str] = ()
 ) -> str:
-    """Load the merged ``files`` (later win) into ``tokenizer``; returns the load summary.
+    """Load the merged ``files`` (later win) into ``module``; returns the load summary.
 
     Every weight must come from a file, except under ``frozen_prefixes`` (parts a checkpoint
     leaves out on purpose and that their module loads from its own pretrained file):
     evaluating half-random weights would give plausible-looking, meaningless numbers.
     """
-    report = load_weights(tokenizer, files)
+    report = load_weights(module, files)
     uncovered = [
         k
         for k in report.missing
@@ -186,8 +200,28 @@ def load_tokenizer_weights(
     ]
     if not report.loaded or uncovered or report.mismatched:
         shown = " ".join(str(f) for f in files)
-        raise UserError(f"the weights in {shown} do not fit the tokenizer: {report.summary()}")
+        raise UserError(
+            f"the weights in {shown} do not fit the {type(module).__name__}: {report.summary()}"
+        )
     return report.summary()
+
+
+class TokenizerEvaluator:
+    """The tokenizer of a run (its checkpoints' weights are loaded into ``module``) and the
+    meters, built once for every checkpoint."""
+
+    def __init__(
+        self, config: Any, source: Path, settings: EvalSettings, device: torch.device
+    ) -> None:
+        self.config, self.settings, self.device = config, settings, device
+        self.module = build_tokenizer(config, source).to(device).eval()
+        self.meters = build_meters(config, self.module, settings, device)
+
+    def __call__(self, out_dir: Path | None) -> Evaluation:
+        self.module.eval()
+        return evaluate_tokenizer(
+            self.module, self.config, self.meters, self.settings, self.device, out_dir
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,7 +240,7 @@ class IndexedDataset(Dataset):
 
     def __getitem__(self, index: int) -> Any:
         item = self.dataset[index]
-        return None if item is None else {**item, _INDEX: index}
+        return None if item is None else {**item, INDEX: index}
 
 
 def reference_name(data: DatasetConfig, split: Split) -> str:
@@ -214,12 +248,22 @@ def reference_name(data: DatasetConfig, split: Split) -> str:
     return f"{data.kind}_{split}_{image_size_of(data)}"
 
 
+def val_preprocessing(data: DatasetConfig) -> dict[str, Any]:
+    """How the val images of an evaluation were prepared (``metrics.json``)."""
+    return {
+        "split": "val",
+        "dataset": data.kind,
+        "image_size": image_size_of(data),
+        "transform": PREPROCESSING,
+    }
+
+
 def image_size_of(data: DatasetConfig) -> int:
     sizes = data.image_sizes() if hasattr(data, "image_sizes") else {data.image_size}
     return next(iter(sizes))
 
 
-def _eval_loader(
+def eval_loader(
     dataset: Dataset, loader: LoaderConfig, device: torch.device, batch_size: int | None
 ) -> tuple[Any, set[int]]:
     """An unshuffled loader over this rank's share and the dataset indices this rank owns.
@@ -242,7 +286,7 @@ def _eval_loader(
     return data, owned
 
 
-def _owned_mask(indices: Tensor, owned: set[int]) -> Tensor:
+def owned_mask(indices: Tensor, owned: set[int]) -> Tensor:
     """(B,) bool: samples this rank owns and sees for the first time (removed from ``owned``)."""
     keep = []
     for i in indices.tolist():
@@ -251,8 +295,22 @@ def _owned_mask(indices: Tensor, owned: set[int]) -> Tensor:
     return torch.tensor(keep, dtype=torch.bool)
 
 
-def _file_name(id_: str) -> str:
-    return id_.replace("/", "-")
+def save_visuals(
+    pictures: Mapping[str, Tensor],
+    kept: Sequence[int],
+    ids: Sequence[str],
+    visual: re.Pattern[str] | None,
+    out_dir: Path | None,
+) -> None:
+    """PNGs ``out_dir/visuals/<key>/<id>.png`` of the ``kept`` samples of every uint8
+    (B, 3, H, W) picture whose key fully matches ``visual``."""
+    if visual is None or out_dir is None:
+        return
+    for key, images in pictures.items():
+        if visual.fullmatch(key):
+            for i in kept:
+                picture = images[i].permute(1, 2, 0).cpu().numpy()  # (H, W, 3)
+                save_png(picture, out_dir / "visuals" / key / f"{ids[i].replace('/', '-')}.png")
 
 
 # --------------------------------------------------------------------------------------------
@@ -277,7 +335,7 @@ def _per_sample_cosine(prediction: Tensor, target: Tensor) -> Tensor:
     return (1.0 - cosine).flatten(1).mean(dim=1)
 
 
-def _load_reference(
+def load_reference(
     data: DatasetConfig, settings: EvalSettings, count: int
 ) -> tuple[str, FIDStatistics | None, Path]:
     """The cached statistics of the val split (None when there is no cache yet)."""
@@ -313,13 +371,13 @@ def evaluate_tokenizer(
     data: DatasetConfig = config.data
     dataset = build_dataset(data, "val")
     count = len(dataset)
-    loader, owned = _eval_loader(dataset, config.loader, device, settings.batch_size)
+    loader, owned = eval_loader(dataset, config.loader, device, settings.batch_size)
     has_pixels = callable(getattr(tokenizer, "decode", None))
     visual = re.compile(settings.visual) if settings.visual else None
 
     reference, stats, stats_path = None, None, None
     if meters.inception is not None:
-        reference, stats, stats_path = _load_reference(data, settings, count)
+        reference, stats, stats_path = load_reference(data, settings, count)
         if stats is None:
             LOGGER.info("no FID statistics at %s yet: computing them in this pass", stats_path)
 
@@ -331,8 +389,8 @@ def evaluate_tokenizer(
             continue
         image = batch["image"].to(device)  # (B, 3, H, W) in [-1, 1]
         original = batch["original_image"].to(device)  # (B, 3, H, W) uint8
-        index = batch[_INDEX]  # (B,)
-        keep = _owned_mask(index, owned)  # (B,)
+        index = batch[INDEX]  # (B,)
+        keep = owned_mask(index, owned)  # (B,)
         with amp.autocast(device, settings.autocast):
             ids = tokenizer.encode(image)  # (B, h, w)
         histogram.update(ids[keep.to(ids.device)])
@@ -351,7 +409,7 @@ def evaluate_tokenizer(
                 fake = meters.inception(reconstruction)
                 row[FEATURES], row[LOGITS] = fake[FEATURES], fake[LOGITS]
                 if stats is None:
-                    row[_REAL_FEATURES] = meters.inception(original)[FEATURES]
+                    row[REAL_FEATURES] = meters.inception(original)[FEATURES]
         if meters.teacher is not None:
             from vq.train.trainers.vqkd import distillation_targets
 
@@ -359,22 +417,15 @@ def evaluate_tokenizer(
                 target = distillation_targets(meters.teacher, original, tuple(ids.shape[-2:]))
                 prediction = tokenizer.predict_features(ids)  # (B, D, h, w)
             row["cosine_r_loss"] = _per_sample_cosine(prediction, target)
-        row[_INDEX] = index.double()  # a row every evaluation has: the image count
+        row[INDEX] = index.double()  # a row every evaluation has: the image count
         rows.update({k: v.reshape(v.shape[0], -1) for k, v in row.items()}, index=index)
 
         kept = keep.nonzero().flatten().tolist()
-        if visual is not None and out_dir is not None:
-            for key, images in pictures.items():
-                if visual.fullmatch(key):
-                    for i in kept:
-                        picture = images[i].permute(1, 2, 0).cpu().numpy()  # (H, W, 3)
-                        save_png(
-                            picture, out_dir / "visuals" / key / f"{_file_name(batch['id'][i])}.png"
-                        )
+        save_visuals(pictures, kept, batch["id"], visual, out_dir)
         if settings.tokenize and kept:
             tokens.append(
                 {
-                    _INDEX: index[kept],
+                    INDEX: index[kept],
                     "tokens": ids[kept].cpu(),
                     "category": batch["category"][kept],
                     "ids": [batch["id"][i] for i in kept],
@@ -388,52 +439,58 @@ def evaluate_tokenizer(
             results[name] = float(gathered[name].double().mean())
     results.update(codebook_metrics(histogram))
     if FEATURES in gathered:
-        results.update(_fidelity(gathered, stats, stats_path, reference, data))
+        assert reference is not None and stats_path is not None
+        stats = reference_from_pass(gathered.get(REAL_FEATURES), stats, stats_path, reference, data)
+        results.update(fidelity(gathered[FEATURES], gathered[LOGITS], stats, reference))
     if settings.tokenize and out_dir is not None:
         merge_tokens(out_dir / TOKENS_FILE.format(split="val"), tokens, tokenizer.num_codes)
     return Evaluation(
         metrics=results,
-        image_count=gathered[_INDEX].shape[0],
+        image_count=gathered[INDEX].shape[0],
         reference=reference if FEATURES in gathered else None,
-        preprocessing={
-            "split": "val",
-            "dataset": data.kind,
-            "image_size": image_size_of(data),
-            "transform": PREPROCESSING,
-        },
+        preprocessing=val_preprocessing(data),
         skipped=dict(meters.skipped),
     )
 
 
-def _fidelity(
-    gathered: Mapping[str, Tensor],
+def reference_from_pass(
+    real_features: Tensor | None,
     stats: FIDStatistics | None,
-    stats_path: Path | None,
-    reference: str | None,
+    stats_path: Path,
+    reference: str,
     data: DatasetConfig,
-) -> dict[str, float | str]:
-    """FID and IS on rank 0 (one slow 2048-d matrix root), shared with the other ranks.
+) -> FIDStatistics | None:
+    """The reference statistics on rank 0 (None on the others): the cached ones, or those of
+    the originals' features gathered in this pass, then written to ``stats_path`` for the
+    next evaluation."""
+    if not distributed.is_main():
+        return None
+    if stats is None:
+        assert real_features is not None
+        stats = FIDStatistics.from_features(
+            real_features, **statistics_metadata(data, "val", reference)
+        )
+        stats.save(stats_path)
+        LOGGER.info("cached FID statistics of %s at %s", reference, stats_path)
+    return stats
 
-    Without cached statistics they are computed from the originals' features and, on rank 0,
-    written to ``stats_path`` for the next evaluation.
-    """
-    assert reference is not None and stats_path is not None
+
+def fidelity(
+    features: Tensor, logits: Tensor, stats: FIDStatistics | None, reference: str
+) -> dict[str, float | str]:
+    """FID and IS of gathered rows against ``stats``, computed on rank 0 (one slow 2048-d
+    matrix root) and shared with the other ranks."""
     results: dict[str, float | str] | None = None
     if distributed.is_main():
-        if stats is None:
-            stats = FIDStatistics.from_features(
-                gathered[_REAL_FEATURES], **statistics_metadata(data, "val", reference)
-            )
-            stats.save(stats_path)
-            LOGGER.info("cached FID statistics of %s at %s", reference, stats_path)
-        n = gathered[FEATURES].shape[0]
-        fidelity = compute_fidelity(
-            {FEATURES: gathered[FEATURES], LOGITS: gathered[LOGITS]},
+        assert stats is not None
+        n = features.shape[0]
+        measured = compute_fidelity(
+            {FEATURES: features, LOGITS: logits},
             stats,
             reference_name=reference,
             isc_splits=min(10, n),
         )
-        results = {k: v for k, v in fidelity.items() if k != "reference"}
+        results = {k: v for k, v in measured.items() if k != "reference"}
     return distributed.broadcast_object(results)
 
 
@@ -473,12 +530,12 @@ def reference_statistics(
     """Inception statistics of ``split`` of ``data`` through the ``none`` transform (the
     train split too: FID references never see random augmentation). A collective."""
     dataset = build_dataset(without_augmentation(data), split)
-    iterator, _ = _eval_loader(dataset, loader, device, None)
+    iterator, _ = eval_loader(dataset, loader, device, None)
     rows = FeatureAccumulator(num_samples=len(dataset))
     for batch in iterator:
         if len(batch["id"]):
             features = inception(batch["original_image"].to(device))[FEATURES]  # (B, 2048)
-            rows.update({FEATURES: features}, index=batch[_INDEX])
+            rows.update({FEATURES: features}, index=batch[INDEX])
     features = rows.gather()[FEATURES]  # (N, 2048)
     return FIDStatistics.from_features(
         features, **statistics_metadata(data, split, reference_name(data, split))
@@ -502,9 +559,7 @@ def merge_tokens(path: Path, parts: list[dict[str, Any]], num_codes: int, crops:
     part = path.with_name(f".{path.name}.rank{rank}.pt")
     path.parent.mkdir(parents=True, exist_ok=True)
     local = {
-        _INDEX: torch.cat([p[_INDEX] for p in parts])
-        if parts
-        else torch.empty(0, dtype=torch.long),
+        INDEX: torch.cat([p[INDEX] for p in parts]) if parts else torch.empty(0, dtype=torch.long),
         "tokens": torch.cat([p["tokens"] for p in parts])
         if parts
         else torch.empty(0, dtype=torch.long),
@@ -520,8 +575,8 @@ def merge_tokens(path: Path, parts: list[dict[str, Any]], num_codes: int, crops:
             path.with_name(f".{path.name}.rank{r}.pt") for r in range(distributed.world_size())
         ]
         loaded = [torch.load(f, weights_only=True) for f in files]
-        loaded = [p for p in loaded if p[_INDEX].numel()]
-        index = torch.cat([p[_INDEX] for p in loaded])  # (N,)
+        loaded = [p for p in loaded if p[INDEX].numel()]
+        index = torch.cat([p[INDEX] for p in loaded])  # (N,)
         order = torch.argsort(index)
         grids = torch.cat([p["tokens"] for p in loaded])[order]  # (N, [crops,] h, w)
         categories = torch.cat([p["category"] for p in loaded])[order]  # (N,)
@@ -579,12 +634,12 @@ def tokenize_ten_crop(
     size = image_size_of(data)
     dataset = build_dataset(data, "train")
     _replace_transform(dataset, TenCropStrip(size))
-    loader, owned = _eval_loader(dataset, config.loader, device, settings.batch_size)
+    loader, owned = eval_loader(dataset, config.loader, device, settings.batch_size)
     parts: list[dict[str, Any]] = []
     for batch in loader:
         if not len(batch["id"]):
             continue
-        keep = _owned_mask(batch[_INDEX], owned)
+        keep = owned_mask(batch[INDEX], owned)
         kept = keep.nonzero().flatten()
         if not kept.numel():
             continue
@@ -597,7 +652,7 @@ def tokenize_ten_crop(
             ids = tokenizer.encode(crops)  # (10 B, h, w)
         parts.append(
             {
-                _INDEX: batch[_INDEX][kept],
+                INDEX: batch[INDEX][kept],
                 "tokens": ids.unflatten(0, (b, 10)).cpu(),  # (B, 10, h, w)
                 "category": batch["category"][kept],
                 "ids": [batch["id"][i] for i in kept.tolist()],
@@ -613,10 +668,11 @@ __all__ = [
     "IndexedDataset",
     "Meters",
     "TenCropStrip",
+    "TokenizerEvaluator",
     "build_meters",
     "build_tokenizer",
     "evaluate_tokenizer",
-    "load_tokenizer_weights",
+    "load_evaluated_weights",
     "merge_tokens",
     "reference_name",
     "reference_statistics",

@@ -246,6 +246,9 @@ class ARRunConfig(RunConfig):
     """Needed to tokenize images and to decode samples; optional with a token file (whose
     metadata then gives the codebook size, and training shows no image visuals)."""
     data: ARDataConfig = ImageNetConfig(image_size=256, augmentation="weak")
+    val_data: DatasetConfig | None = None
+    """Images whose val split ``val``/``test`` evaluate the network on (loss, accuracy,
+    gFID); default: ``data`` when it is an image dataset. Set it to train on a token file."""
     num_classes: int = Field(1000, ge=1)
     optimization: OptimizationConfig = AR_OPTIMIZATION
     sampling: SamplingConfig = SamplingConfig()
