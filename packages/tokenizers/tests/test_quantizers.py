@@ -238,6 +238,19 @@ def test_config_union_and_presets() -> None:
     assert isinstance(FSQConfig.for_codebook_size(64000), FSQConfig)
 
 
+def test_codebooks_changed_in_place_are_declared_for_fsdp() -> None:
+    def declared(name: str, **overrides: object) -> list[str]:
+        q = VectorQuantizer(VectorQuantizerConfig.preset(name, 16, 4, **overrides))
+        names = {id(p): n for n, p in q.named_parameters()}
+        return [names[id(p)] for p in q.inplace_updated_parameters()]
+
+    assert declared("cvqvae") == ["codebook"]  # revived in place
+    assert declared("cluster") == ["codebook"]
+    assert declared("vqgan", init="kmeans") == ["codebook"]  # set by k-means in a forward
+    assert declared("vqgan") == []  # moved by its optimizer only: FSDP may shard it
+    assert declared("vqkd") == []  # an EMA buffer: FSDP never shards buffers
+
+
 def test_ema_codebook_is_a_buffer_without_gradient() -> None:
     q = VectorQuantizer(VectorQuantizerConfig.preset("vqkd", 16, 4))
     assert list(q.parameters()) == []

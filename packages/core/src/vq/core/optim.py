@@ -106,6 +106,31 @@ def build_scheduler(
     return LambdaLR(optimizer, lambda step: lr_factor(config, base, total_iters, step))
 
 
+def clip_gradients(params: list[torch.Tensor], max_norm: float) -> float:
+    """Scale the gradients of ``params`` to a global L2 norm of at most ``max_norm``; returns
+    the norm before clipping.
+
+    FSDP shards gradients (DTensors) except those of parameters it keeps whole
+    (``vq.core.parallel``); torch's ``clip_grad_norm_`` refuses such a mix, so each kind is
+    normed apart, the norms combined, and both scaled by the same factor.
+    """
+    sharded = [p for p in params if hasattr(p.grad, "full_tensor")]
+    whole = [p for p in params if not hasattr(p.grad, "full_tensor")]
+    if not sharded or not whole:
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+        return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+    from torch.nn.utils import get_total_norm
+
+    sharded_norm = get_total_norm([p.grad for p in sharded], foreach=True).full_tensor()
+    whole_norm = get_total_norm([p.grad for p in whole], foreach=True)
+    total = float(torch.hypot(sharded_norm, whole_norm.to(sharded_norm.device)))
+    factor = max_norm / (total + 1e-6)  # torch's rule
+    if factor < 1.0:
+        for group in (sharded, whole):
+            torch._foreach_mul_([p.grad for p in group], factor)
+    return total
+
+
 class Optimization:
     """One trainable module: optimizer, schedule, scaler, clipping, accumulation, EMA."""
 
@@ -170,8 +195,7 @@ class Optimization:
         params = [p for p in self.params if p.grad is not None]
         max_norm = self.config.clip_grad_norm or math.inf
         if params:
-            norm = torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
-            logs["grad_norm"] = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+            logs["grad_norm"] = clip_gradients(params, max_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)

@@ -3,6 +3,13 @@
 Model files know nothing of parallelism; a trainer calls ``wrap(module, strategy, ...)`` on
 each trainable model (generator and discriminator separately). With one process the module
 is returned as is, so single-process runs pay no wrapper overhead.
+
+Parameters changed in place inside a forward (a codebook revived by CVQ-VAE or set by lazy
+k-means) are declared by their module's ``inplace_updated_parameters()`` method. FSDP2
+computes the forward on a temporary all-gathered copy and would silently drop such
+changes, so it leaves these parameters whole on every rank (``ignored_params``) and a hook
+averages their gradients over the ranks instead of FSDP's reduce-scatter. The module must
+make the same in-place change on every rank (CVQ and k-means sync over the group).
 """
 
 from __future__ import annotations
@@ -30,17 +37,34 @@ def has_trainable_parameters(module: nn.Module) -> bool:
     return any(p.requires_grad for p in module.parameters())
 
 
-def _shard_units(module: nn.Module, min_params: int) -> list[nn.Module]:
+def inplace_updated_parameters(module: nn.Module) -> set[nn.Parameter]:
+    """The parameters that sub-modules of ``module`` declare they change in place inside
+    their forward (their ``inplace_updated_parameters()`` method)."""
+    found: set[nn.Parameter] = set()
+    for m in module.modules():
+        declare = getattr(m, "inplace_updated_parameters", None)
+        if callable(declare):
+            found.update(declare())
+    return found
+
+
+def _shard_units(
+    module: nn.Module, min_params: int, whole: set[nn.Parameter] | None = None
+) -> list[nn.Module]:
     """Sub-modules that become their own FSDP unit, in post-order (children first).
 
     A sub-module is a unit when the trainable parameters of its subtree that no smaller unit
-    already holds number at least ``min_params``; the root holds whatever remains.
+    already holds (and that are not kept ``whole``) number at least ``min_params``; the root
+    holds whatever remains.
     """
     units: list[nn.Module] = []
+    whole = whole or set()
 
     def uncovered(m: nn.Module) -> int:
         total = sum(uncovered(c) for c in m.children())
-        total += sum(p.numel() for p in m.parameters(recurse=False) if p.requires_grad)
+        total += sum(
+            p.numel() for p in m.parameters(recurse=False) if p.requires_grad and p not in whole
+        )
         if m is not module and total >= min_params:
             units.append(m)
             return 0
@@ -78,12 +102,30 @@ def wrap(
         for tensor in [*module.parameters(), *module.buffers()]:
             distributed.broadcast_(tensor.data)
     policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
-    for unit in _shard_units(module, strategy.fsdp_min_params):
-        fully_shard(
-            unit, mp_policy=policy, reshard_after_forward=strategy.fsdp_reshard_after_forward
-        )
-    fully_shard(module, mp_policy=policy, reshard_after_forward=strategy.fsdp_reshard_after_forward)
+    whole = inplace_updated_parameters(module)
+    options = {
+        "mp_policy": policy,
+        "reshard_after_forward": strategy.fsdp_reshard_after_forward,
+        "ignored_params": whole or None,
+    }
+    for unit in _shard_units(module, strategy.fsdp_min_params, whole):
+        fully_shard(unit, **options)
+    fully_shard(module, **options)
+    for parameter in whole:
+        if parameter.requires_grad:
+            parameter.register_post_accumulate_grad_hook(_average_gradient)
     return module
+
+
+def _average_gradient(parameter: nn.Parameter) -> None:
+    """Mean of ``parameter.grad`` over the ranks, in place (a parameter FSDP leaves whole).
+
+    Under gradient accumulation it runs on every micro-batch: the gradient accumulated so
+    far is already equal on every rank, so averaging the sum again changes only the newest
+    micro-batch's part, into its mean. The result is the mean of the summed gradients.
+    """
+    assert parameter.grad is not None
+    distributed.all_reduce_(parameter.grad, "mean")
 
 
 def unwrap(module: nn.Module) -> nn.Module:

@@ -138,6 +138,13 @@ class VectorQuantizer(Quantizer):
         if self.reviver is not None:
             self.reviver.usage.zero_()
 
+    def inplace_updated_parameters(self) -> list[nn.Parameter]:
+        """The codebook when it is a parameter that the forward changes in place (CVQ
+        revival, lazy k-means): data-parallel wrappers keep it whole on every rank
+        (``vq.core.parallel``)."""
+        changed = self.reviver is not None or self.cfg.init == "kmeans"
+        return [self.codebook] if changed and isinstance(self.codebook, nn.Parameter) else []
+
     def code_vectors(self) -> Tensor:
         """(K, D) fp32 codes in the space inputs are compared in (normalised if ``normalize``)."""
         codebook = float32(self.codebook)

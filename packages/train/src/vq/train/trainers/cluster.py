@@ -14,9 +14,7 @@ from typing import Any, Literal
 from pydantic import Field
 from torch import Tensor
 
-from vq.core import distributed
 from vq.core.data import LoaderConfig
-from vq.core.errors import UserError
 from vq.core.loop import LoopConfig, Run, RunConfig
 from vq.core.optim import OptimizationConfig, OptimizerConfig
 from vq.core.parallel import StrategyConfig, unwrap
@@ -89,15 +87,6 @@ def cluster_recipe(
 
 class ClusterTrainer:
     def __init__(self, config: ClusterRunConfig, run: Run) -> None:
-        if config.strategy.kind == "fsdp" and distributed.world_size() > 1:
-            # FSDP2 computes the forward on a temporary all-gathered copy of the codebook and
-            # does not write in-place changes back to the shards, so CVQ's dead-code revival
-            # (an in-place update inside the forward) would be silently lost every step.
-            raise UserError(
-                "cluster: strategy 'fsdp' would drop CVQ's in-place codebook revivals "
-                "(FSDP2 does not write them back to the shards); use .strategy.kind::ddp "
-                "(the codebook is the only trainable tensor, sharding saves little)"
-            )
         self.run = run
         self.dataset = build_dataset(config.data, "train")
         self.collate = collate
