@@ -163,15 +163,15 @@ class GPT2(nn.Module):
     def make_cache(
         self, batch_size: int, max_len: int, dtype: torch.dtype | None = None
     ) -> KVCache:
-        weight = self.transformer.wte.weight
-        return KVCache(
-            self.cfg.depth,
+        c = self.cfg
+        return KVCache.for_model(
+            c.depth,
+            c.heads,
+            c.width,
             batch_size,
-            self.cfg.heads,
             max_len,
-            self.cfg.width // self.cfg.heads,
-            device=weight.device,
-            dtype=dtype or weight.dtype,
+            like=self.transformer.wte.weight,
+            dtype=dtype,
         )
 
     def forward(self, tokens: Tensor, cache: KVCache | None = None, start: int = 0) -> Tensor:

@@ -33,6 +33,30 @@ class KVCache:
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
         self.max_len = max_len
 
+    @classmethod
+    def for_model(
+        cls,
+        depth: int,
+        heads: int,
+        width: int,
+        batch_size: int,
+        max_len: int,
+        *,
+        like: Tensor,
+        dtype: torch.dtype | None = None,
+    ) -> KVCache:
+        """The cache of a ``depth``-layer transformer of ``width`` split into ``heads``, on
+        the device of ``like`` (a weight of the model) and in its dtype unless given."""
+        return cls(
+            depth,
+            batch_size,
+            heads,
+            max_len,
+            width // heads,
+            device=like.device,
+            dtype=dtype or like.dtype,
+        )
+
     @property
     def batch_size(self) -> int:
         return self.keys[0].shape[0]
