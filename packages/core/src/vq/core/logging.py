@@ -110,3 +110,21 @@ def save_png(image: np.ndarray, path: Path) -> None:
     tmp = path.with_suffix(".png.tmp")
     Image.fromarray(image).save(tmp, format="PNG")
     tmp.replace(path)
+
+
+class _NoProgress:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress(total: int, *, desc: str, unit: str, initial: int = 0) -> Any:
+    """A tqdm bar (count, rate, ETA) on an interactive rank-0 terminal; elsewhere (other
+    ranks, log files, CI) an object with the same ``update``/``close`` that prints nothing."""
+    if not distributed.is_main() or not sys.stderr.isatty():
+        return _NoProgress()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit=unit, dynamic_ncols=True, desc=desc)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -57,6 +56,7 @@ from vq.core.logging import (
     format_duration,
     format_scalars,
     image_grid,
+    progress,
     save_png,
 )
 from vq.core.optim import Optimization, OptimizationConfig
@@ -231,7 +231,7 @@ def train(run: Run, trainer: Trainer) -> dict[str, float]:
     start = state.loop["iteration"]
     if start >= cfg.iters:
         LOGGER.info("nothing to do: already at iteration %d of %d", start, cfg.iters)
-    progress = _progress(start, cfg.iters)
+    bar = progress(cfg.iters, desc="train", unit="it", initial=start)
     window: dict[str, float] = {}
     window_n = 0
     tic = time.perf_counter()
@@ -259,7 +259,7 @@ def train(run: Run, trainer: Trainer) -> dict[str, float]:
             for k, v in step_logs.items():
                 window[k] = window.get(k, 0.0) + v
             window_n += 1
-            progress.update(1)
+            bar.update(1)
             if iteration % cfg.log_interval == 0 or iteration == cfg.iters:
                 logs = _reduce({k: v / window_n for k, v in window.items()})
                 elapsed = time.perf_counter() - tic
@@ -285,7 +285,7 @@ def train(run: Run, trainer: Trainer) -> dict[str, float]:
                 path = checkpoints.save(state, iteration)
                 LOGGER.info("saved checkpoint %s", path)
     finally:
-        progress.close()
+        bar.close()
         board.close()
     return logs
 
@@ -324,23 +324,6 @@ def _save_visuals(
     grid = image_grid(rows)
     save_png(grid, run.work_dir / "visuals" / f"iter_{iteration}.png")
     board.image("train/" + "|".join(rows), grid, iteration)
-
-
-class _NoProgress:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(start: int, total: int) -> Any:
-    """A tqdm bar with ETA and it/s on an interactive rank-0 terminal."""
-    if not distributed.is_main() or not sys.stderr.isatty():
-        return _NoProgress()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=start, unit="it", dynamic_ncols=True, desc="train")
 
 
 def resolve_resume(work_dir: Path, load_from: Path | None, auto_resume: bool) -> Path | None:

@@ -43,7 +43,7 @@ from vq.core import amp, distributed
 from vq.core.checkpoint import load_weights
 from vq.core.data import LoaderConfig, build_loader, per_rank_batch_size
 from vq.core.errors import UserError
-from vq.core.logging import LOGGER, save_png
+from vq.core.logging import LOGGER, progress, save_png
 from vq.train.data import (
     ConcatConfig,
     DatasetConfig,
@@ -384,7 +384,9 @@ def evaluate_tokenizer(
     histogram = CodebookHistogram(tokenizer.num_codes, device=device)
     rows = FeatureAccumulator(num_samples=count)
     tokens: list[dict[str, Any]] = []
+    bar = progress(len(loader), desc="val", unit="batch")
     for batch in loader:
+        bar.update(1)
         if not len(batch["id"]):
             continue
         image = batch["image"].to(device)  # (B, 3, H, W) in [-1, 1]
@@ -432,6 +434,7 @@ def evaluate_tokenizer(
                 }
             )
 
+    bar.close()
     gathered = rows.gather()  # name -> (N, D), dataset order, without repeats
     results: dict[str, float | str] = {}
     for name in ("l1_image_loss", "mse_image_loss", "psnr", "ssim", "lpips", "cosine_r_loss"):

@@ -40,7 +40,7 @@ from torch import Tensor
 
 from vq.core import amp, distributed
 from vq.core.errors import UserError
-from vq.core.logging import LOGGER, image_grid, save_png
+from vq.core.logging import LOGGER, image_grid, progress, save_png
 from vq.core.seeding import seeded_generator
 from vq.generators import (
     ProposalNetwork,
@@ -143,7 +143,8 @@ class GeneratorEvaluator:
         network = build_network(config, self.space, pretrained=False)
         self.module: ProposalNetwork = network.to(device).eval()
         self.meters = Meters()
-        if callable(getattr(self.tokenizer, "decode", None)):
+        self.can_decode = callable(getattr(self.tokenizer, "decode", None))
+        if self.can_decode:
             add_inception(self.meters, settings, device)
         else:
             self.meters.skipped["gfid"] = (
@@ -170,12 +171,11 @@ def evaluate_generator(evaluator: GeneratorEvaluator, out_dir: Path | None) -> E
     loader, owned = eval_loader(dataset, config.loader, device, settings.batch_size)
     visual = re.compile(settings.visual) if settings.visual else None
     inception = evaluator.meters.inception
-    can_decode = "gfid" not in evaluator.meters.skipped
     wanted = inception is not None or (
         visual is not None
         and any(visual.fullmatch("generated" + scale_suffix(s)) for s in evaluator.scales)
     )
-    generating = can_decode and wanted
+    generating = evaluator.can_decode and wanted
 
     reference, stats, stats_path = None, None, None
     if inception is not None:
@@ -186,7 +186,9 @@ def evaluate_generator(evaluator: GeneratorEvaluator, out_dir: Path | None) -> E
     histogram = CodebookHistogram(space.codebook_size, device=device)
     rows = FeatureAccumulator(num_samples=count)
     overview: dict[str, list[Tensor]] = {}
+    bar = progress(len(loader), desc="val" + (" + generate" if generating else ""), unit="batch")
     for batch in loader:
+        bar.update(1)
         if not len(batch["id"]):
             continue
         image = batch["image"].to(device)  # (B, 3, H, W) in [-1, 1]
@@ -244,7 +246,7 @@ def evaluate_generator(evaluator: GeneratorEvaluator, out_dir: Path | None) -> E
                     row[FEATURES + suffix], row[LOGITS + suffix] = fake[FEATURES], fake[LOGITS]
             if inception is not None and stats is None:
                 row[REAL_FEATURES] = inception(original)[FEATURES]
-        if visual is not None and visual.fullmatch("reconstruction") and can_decode:
+        if visual is not None and visual.fullmatch("reconstruction") and evaluator.can_decode:
             with amp.autocast(device, settings.autocast):
                 pictures["reconstruction"] = to_uint8(tokenizer.decode(ids))
         row[INDEX] = index.double()
@@ -254,6 +256,7 @@ def evaluate_generator(evaluator: GeneratorEvaluator, out_dir: Path | None) -> E
         save_visuals(pictures, kept, batch["id"], visual, out_dir)
         _collect_overview(overview, pictures, kept)
 
+    bar.close()
     gathered = rows.gather()  # name -> (N, D), dataset order, without repeats
     results: dict[str, float | str] = {
         name: float(gathered[name].double().mean())

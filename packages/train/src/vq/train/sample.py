@@ -46,7 +46,7 @@ from vq.core import amp, distributed, launch
 from vq.core.checkpoint import load_weights
 from vq.core.configfile import describe_validation_error
 from vq.core.errors import EXIT_USER_ERROR, UserError
-from vq.core.logging import LOGGER, save_png, setup_logging
+from vq.core.logging import LOGGER, progress, save_png, setup_logging
 from vq.core.seeding import seeded_generator
 from vq.train.cli import WORK_DIRS_ENV, resolve_config, work_dir_of
 from vq.train.data import to_uint8
@@ -189,7 +189,7 @@ def prepare(args: argparse.Namespace) -> tuple[ARRunConfig, SamplingConfig, list
 def run_sample(args: argparse.Namespace) -> int:
     config, sampling, todo = prepare(args)
     device = launch.init_process_group()
-    progress: Any = _Silent()
+    bar: Any = None
     try:
         work_dir = work_dir_of(args.name, args.work_dirs)
         out = work_dir / "samples"
@@ -220,7 +220,7 @@ def run_sample(args: argparse.Namespace) -> int:
 
         batches = [todo[i : i + args.batch_size] for i in range(0, len(todo), args.batch_size)]
         mine = range(distributed.rank(), len(batches), distributed.world_size())
-        progress = _progress(sum(len(batches[b]) for b in mine))
+        bar = progress(sum(len(batches[b]) for b in mine), desc="sample", unit="img")
         for b in mine:
             classes = torch.tensor([c for c, _ in batches[b]], device=device)
             with amp.autocast(device, args.autocast):
@@ -232,7 +232,7 @@ def run_sample(args: argparse.Namespace) -> int:
             pixels = to_uint8(images).permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
             for (c, i), image in zip(batches[b], pixels):
                 save_png(image, out / f"{c}_{i}.png")
-            progress.update(len(batches[b]))
+            bar.update(len(batches[b]))
 
         distributed.barrier()
         if distributed.is_main():
@@ -240,7 +240,8 @@ def run_sample(args: argparse.Namespace) -> int:
             LOGGER.info("wrote %d images to %s and %s", len(todo), out, path)
         distributed.barrier()
     finally:
-        progress.close()
+        if bar is not None:
+            bar.close()
         launch.destroy_process_group()
     return 0
 
@@ -258,23 +259,6 @@ def write_npz(path: Path, folder: Path, todo: list[tuple[int, int]]) -> Path:
         np.savez(f, arr_0=images, arr_1=labels)
     os.replace(tmp, path)
     return path
-
-
-class _Silent:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int) -> Any:
-    """A tqdm bar over images on an interactive rank-0 terminal; silent elsewhere."""
-    if not distributed.is_main() or not sys.stderr.isatty():
-        return _Silent()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="img", dynamic_ncols=True, desc="sample")
 
 
 # ------------------------------------------------------------------ entry -----------
