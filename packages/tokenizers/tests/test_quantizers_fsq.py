@@ -70,23 +70,34 @@ def test_every_code_round_trips(levels: list[int]) -> None:
     assert torch.unique(codes[0, :, 0].t(), dim=0).shape[0] == k  # a bijection
     assert codes.min() == -1
     assert codes.max() <= 1
-    assert torch.equal(fsq.indices(codes), ids)
-    # ... and the forward pass maps an input onto each code and id.
+    # The forward pass and ``indices`` map an input onto each code and id.
     level_t = fsq.levels.view(1, -1, 1, 1).double()
     half = torch.div(fsq.levels, 2, rounding_mode="floor").view(1, -1, 1, 1).double()
     z = preimage(codes.double() * half, level_t)
     assert torch.isfinite(z).all()
     out = fsq(z.float())
     assert torch.equal(out.indices, ids)
+    assert torch.equal(fsq.indices(z.float()), ids)
     torch.testing.assert_close(out.quantized, codes)
 
 
-def test_indices_of_off_grid_codes_are_nearest() -> None:
-    fsq = FSQ(FSQConfig(levels=[5, 8]))
-    codes = torch.tensor([0.26, -0.9, 3.0, 0.7]).reshape(1, 2, 1, 2)  # (0.26, 3.0), (-0.9, 0.7)
-    # channel 0 (L=5, step 0.5): 0.26 -> 0.5 (digit 3), -0.9 -> -1 (digit 0)
-    # channel 1 (L=8, step 0.25, top 0.75): 3.0 -> 0.75 (digit 7), 0.7 -> 0.75 (digit 7)
-    assert fsq.indices(codes).tolist() == [[[3 + 5 * 7, 0 + 5 * 7]]]
+@pytest.mark.parametrize("scale", [1.0, 2.5])
+def test_indices_of_raw_features_follow_the_bound(scale: float) -> None:
+    """``indices`` bounds features as ``forward`` does: ids equal the plain-Python levels.
+
+    Rounding raw features without the bound (what an earlier version did) agrees on only
+    about a third of N(0, 2.5) features."""
+    levels = [8, 8, 5, 5, 5]
+    fsq = FSQ(FSQConfig(levels=levels))
+    z = torch.randn(2, 5, 6, 6, generator=torch.Generator().manual_seed(0)) * scale
+    expected = torch.zeros(2, 6, 6, dtype=torch.long)
+    place = 1
+    for channel, level in enumerate(levels):
+        digits = [reference_level(x, level) + level // 2 for x in z[:, channel].flatten().tolist()]
+        expected += torch.tensor(digits).reshape(2, 6, 6) * place
+        place *= level
+    assert torch.equal(fsq.indices(z), expected)
+    assert torch.equal(fsq(z).indices, expected)
 
 
 def test_straight_through_gradient() -> None:

@@ -2,7 +2,8 @@
 
 ``build_quantizer(cfg)`` turns a ``QuantizerConfig`` (a ``VectorQuantizerConfig`` or an
 ``FSQConfig``, told apart by ``kind``) into a ``Quantizer``; every quantizer returns a
-``QuantizerOutput`` from ``forward`` and offers ``codes(indices)`` / ``indices(codes)``.
+``QuantizerOutput`` from ``forward`` and offers ``indices(z)`` (the ids ``forward(z)``
+gives) and ``codes(indices)``.
 """
 
 from __future__ import annotations

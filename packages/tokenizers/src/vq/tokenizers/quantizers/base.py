@@ -2,9 +2,10 @@
 
 A quantizer maps a feature map ``z`` (B, D, h, w) to the nearest entries of a finite set of
 codes. The tokenizer models, their trainers and the downstream encode/decode API only rely on
-this module: ``forward`` for training, ``indices`` (encode) and ``codes`` (decode) for
-tokenisation. Neither ``indices`` nor ``codes`` changes state or talks to other ranks, so
-they are safe to call on one rank alone (visualisation, tokenising a data set).
+this module: ``forward`` for training, ``indices`` (encode, the same ids as ``forward``)
+and ``codes`` (decode) for tokenisation. Neither ``indices`` nor ``codes`` changes state or
+talks to other ranks, so they are safe to call on one rank alone (visualisation, tokenising
+a data set).
 """
 
 from __future__ import annotations
@@ -60,8 +61,13 @@ class Quantizer(nn.Module, abc.ABC):
         """(B, h, w) code ids -> (B, D, h, w) codes in the space ``z`` is compared in."""
 
     @abc.abstractmethod
-    def indices(self, codes: Tensor) -> Tensor:
-        """(B, D, h, w) vectors -> (B, h, w) ids of their nearest codes."""
+    def indices(self, z: Tensor) -> Tensor:
+        """(B, D, h, w) features, as ``forward`` takes them -> (B, h, w) code ids.
+
+        Equal to ``forward(z).indices`` for the same state (``forward`` searches before it
+        updates the codebook): both go through one private function, so the tokens of
+        encoding can never drift from the tokens the model was trained on.
+        """
 
     def _check_input(self, z: Tensor) -> None:
         if z.ndim != 4 or z.shape[1] != self.dim:

@@ -98,15 +98,22 @@ class FSQ(Quantizer):
         """L // 2 per channel, (1, D, 1, 1)."""
         return self._per_channel(torch.div(self.levels, 2, rounding_mode="floor")).to(dtype)
 
+    def _round(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """The one map from features to levels, shared by ``forward`` and ``indices``.
+
+        (B, D, h, w) -> fp32 rounded levels q with the straight-through gradient to ``z``,
+        and the (B, D, h, w) int64 digits q + L // 2 in [0, L).
+        """
+        with fp32_region():
+            bounded = self.bound(float32(z))  # (B, D, h, w)
+            rounded = bounded + (bounded.round() - bounded).detach()  # straight-through
+            digits = (rounded.detach() + self.half_width(rounded.dtype)).long()
+        return rounded, digits
+
     def forward(self, z: Tensor) -> QuantizerOutput:
         self._check_input(z)
-        with fp32_region():
-            x = float32(z)
-            bounded = self.bound(x)  # (B, D, h, w)
-            rounded = bounded + (bounded.round() - bounded).detach()  # straight-through
-            half = self.half_width(x.dtype)
-            quantized = rounded / half  # (B, D, h, w) in [-1, 1]
-            digits = (rounded.detach() + half).long()  # (B, D, h, w) in [0, L)
+        rounded, digits = self._round(z)
+        quantized = rounded / self.half_width(rounded.dtype)  # (B, D, h, w) in [-1, 1]
         indices = self._digits_to_indices(digits)
         return QuantizerOutput(
             quantized=quantized.to(z.dtype),
@@ -126,13 +133,11 @@ class FSQ(Quantizer):
         return digits.float() / self.half_width(torch.float32) - 1.0
 
     @torch.no_grad()
-    def indices(self, codes: Tensor) -> Tensor:
-        """Ids of the nearest grid points (per-channel rounding is exact for a grid)."""
-        self._check_input(codes)
-        half = self.half_width(torch.float32)
-        digits = torch.round((float32(codes) + 1.0) * half).long()
-        digits = torch.minimum(digits.clamp_min(0), self._per_channel(self.levels) - 1)
-        return self._digits_to_indices(digits)
+    def indices(self, z: Tensor) -> Tensor:
+        """Ids of the features ``z`` (B, D, h, w): bounded and rounded exactly as ``forward``
+        does (an earlier version rounded ``z`` without the bound, so its tokens were wrong)."""
+        self._check_input(z)
+        return self._digits_to_indices(self._round(z)[1])
 
     def extra_repr(self) -> str:
         return f"levels={self.cfg.levels}, num_codes={self.num_codes}"

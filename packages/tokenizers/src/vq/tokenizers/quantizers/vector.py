@@ -32,7 +32,12 @@ from vq.core.distributed import all_reduce_
 from vq.tokenizers.quantizers.base import Quantizer, QuantizerOutput, flatten_map, unflatten_map
 from vq.tokenizers.quantizers.cvq import CVQConfig, DeadCodeReviver
 from vq.tokenizers.quantizers.kmeans import distributed_kmeans
-from vq.tokenizers.quantizers.search import DEFAULT_CHUNK_ROWS, Distance, nearest_codes
+from vq.tokenizers.quantizers.search import (
+    DEFAULT_CHUNK_ROWS,
+    Distance,
+    SearchResult,
+    nearest_codes,
+)
 from vq.tokenizers.quantizers.statistics import codebook_statistics
 
 
@@ -155,6 +160,16 @@ class VectorQuantizer(Quantizer):
         x = float32(flatten_map(z))
         return F.normalize(x, dim=1) if self.cfg.normalize else x
 
+    @torch.no_grad()
+    def _search(self, x: Tensor, with_code_rows: bool = False) -> tuple[SearchResult, Tensor]:
+        """The one search from prepared rows ``x`` (N, D) to code ids, shared by ``forward``
+        and ``indices``; also returns the (K, D) codebook it searched."""
+        codebook = self.code_vectors()  # (K, D)
+        found = nearest_codes(
+            x, codebook, self.cfg.distance, self.cfg.search_chunk_rows, with_code_rows
+        )
+        return found, codebook
+
     def forward(self, z: Tensor) -> QuantizerOutput:
         self._check_input(z)
         cfg = self.cfg
@@ -163,15 +178,11 @@ class VectorQuantizer(Quantizer):
             if self.training and cfg.init == "kmeans" and not bool(self.initialized):
                 self._kmeans_init(x.detach())
 
-            with torch.no_grad():
-                search_codebook = self.code_vectors()  # (K, D)
             # Local CVQ anchors come out of the same search; synced ones need all features.
             revive_locally = (
                 self.training and self.reviver is not None and not self.reviver.cfg.sync
             )
-            found = nearest_codes(
-                x, search_codebook, cfg.distance, cfg.search_chunk_rows, revive_locally
-            )
+            found, search_codebook = self._search(x, revive_locally)
             if self.training:
                 self._update_codebook(x.detach(), found.indices, search_codebook, found.code_rows)
 
@@ -256,11 +267,11 @@ class VectorQuantizer(Quantizer):
         return unflatten_map(rows, torch.Size((b, self.dim, h, w)))
 
     @torch.no_grad()
-    def indices(self, codes: Tensor) -> Tensor:
-        self._check_input(codes)
-        x = self._prepare(codes)
-        found = nearest_codes(x, self.code_vectors(), self.cfg.distance, self.cfg.search_chunk_rows)
-        return found.indices.reshape(codes.shape[0], codes.shape[2], codes.shape[3])
+    def indices(self, z: Tensor) -> Tensor:
+        self._check_input(z)
+        with fp32_region():
+            found, _ = self._search(self._prepare(z))
+        return found.indices.reshape(z.shape[0], z.shape[2], z.shape[3])
 
     def extra_repr(self) -> str:
         c = self.cfg
