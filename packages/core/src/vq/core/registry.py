@@ -65,4 +65,3 @@ def _load(group: str, kind: str, name: str) -> Any:
 
 
 TRAINERS = Registry("vq.trainers", "trainer")
-MODELS = Registry("vq.models", "model")

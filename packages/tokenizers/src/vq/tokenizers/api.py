@@ -12,10 +12,13 @@ This is all a user who only encodes images needs (``pip install vq-tokenizers``)
 A pretrained directory holds two files:
 
 * ``config.json``: the model kind (``pixel_tokenizer`` for VQGAN / CVQ-VAE / FSQ / LlamaGen,
-  ``vqkd`` for VQ-KD), the model config, the image size the tokenizer was trained at, the
+  ``vqkd`` for VQ-KD, ``cluster`` for Cluster, ``decoded_tokenizer`` for VQ-KD or Cluster
+  with its pixel decoder when vq-decoders is installed; see ``vq.tokenizers.kinds``), the
+  model config, the image size the tokenizer was trained at, the
   input normalisation, the codebook size, the token grid at that size, and the parts of the
   model whose weights were left out (a VQ-KD without its feature decoder);
-* ``model.safetensors``: the weights, no pickles. Training-only parts (discriminators, LPIPS,
+* ``model.safetensors``: the weights, no pickles, including frozen networks the model
+  needs (Cluster's teacher, under ``teacher.``). Training-only parts (discriminators, LPIPS,
   teachers) are not part of these models and never written.
 
 Such a directory is made by ``save_pretrained``, by ``uv run export`` from a training
@@ -31,7 +34,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
@@ -42,8 +44,7 @@ from torch import Tensor, nn
 
 from vq.core.config import Config
 from vq.core.errors import UserError
-from vq.tokenizers.models.pixel_tokenizer import PixelTokenizer, PixelTokenizerConfig
-from vq.tokenizers.models.vqkd import VQKDConfig, VQKDTokenizer
+from vq.tokenizers.kinds import TokenizerKind, kind_names, kind_of, tokenizer_kind
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -58,44 +59,6 @@ HOW_TO_MAKE = (
 )
 
 
-@dataclass(frozen=True)
-class ModelKind:
-    """A tokenizer model the API can wrap.
-
-    ``optional_parts`` are top-level sub-modules that a pretrained directory may leave out
-    because encoding never uses them (VQ-KD's feature decoder, which only predicts teacher
-    features); they are removed from the loaded model rather than left random.
-    """
-
-    name: str
-    model: type[nn.Module]
-    config: type[Config]
-    has_pixels: bool
-    optional_parts: tuple[str, ...] = ()
-    default_image_size: int = 256
-
-    def image_size(self, config: Config) -> int:
-        if isinstance(config, VQKDConfig):  # the size its position embeddings were trained at
-            return config.encoder.grid_size * config.encoder.patch_size
-        return self.default_image_size
-
-
-KINDS: dict[str, ModelKind] = {
-    "pixel_tokenizer": ModelKind("pixel_tokenizer", PixelTokenizer, PixelTokenizerConfig, True),
-    "vqkd": ModelKind("vqkd", VQKDTokenizer, VQKDConfig, False, optional_parts=("decoder",)),
-}
-
-
-def kind_of(model: nn.Module) -> ModelKind:
-    for kind in KINDS.values():
-        if type(model) is kind.model:
-            return kind
-    raise UserError(
-        f"the tokenizer API does not know {type(model).__name__}; it wraps "
-        + ", ".join(k.model.__name__ for k in KINDS.values())
-    )
-
-
 def _resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
@@ -108,17 +71,19 @@ def _resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
 class Tokenizer:
     """A trained image tokenizer in eval mode: ``encode``, ``decode``, ``codes``.
 
-    ``model`` is a ``PixelTokenizer`` (pixels in and out) or a ``VQKDTokenizer`` (tokens
-    and code vectors only: its pixels come from a pixel decoder of ``vq-decoders``).
-    ``image_size`` is the resolution the model was trained at; other sizes work as long as
-    they are multiples of ``downsample_factor`` (ViT encoders interpolate their position
-    embeddings).
+    ``model`` is a model of an installed kind (``vq.tokenizers.kinds``): a
+    ``PixelTokenizer`` (pixels in and out), a ``VQKDTokenizer`` or ``ClusterTokenizer``
+    (tokens and code vectors only), or with vq-decoders a ``DecodedTokenizer`` (a VQ-KD or
+    Cluster tokenizer with its pixel decoder). ``image_size`` is the resolution the model
+    was trained at; other sizes work as long as they are multiples of
+    ``downsample_factor`` (ViT encoders interpolate their position embeddings; Cluster's
+    teacher resizes every image to its own size).
     """
 
     def __init__(
         self, model: nn.Module, image_size: int | None = None, omitted: Iterable[str] = ()
     ) -> None:
-        self.kind = kind_of(model)
+        self.kind: TokenizerKind = kind_of(model)
         self.model = model.eval().requires_grad_(False)
         self.omitted = tuple(sorted(omitted))
         for part in self.omitted:
@@ -127,8 +92,8 @@ class Tokenizer:
                     f"{self.kind.name}: part {part!r} cannot be left out (optional parts: "
                     f"{list(self.kind.optional_parts)})"
                 )
-            setattr(self.model, part, None)  # a missing part fails loudly, never runs random
-        self.image_size = image_size or self.kind.image_size(model.config)
+            self.kind.omit(self.model, part)  # a missing part fails loudly, never runs random
+        self.image_size = image_size or self.kind.image_size(model)
         self.grid_size(self.image_size)  # a size the model cannot tokenize is an error now
 
     # ------------------------------------------------------------ properties -------
@@ -143,14 +108,12 @@ class Tokenizer:
 
     @property
     def code_dim(self) -> int:
-        return self.model.quantizer.dim
+        return self.kind.code_dim(self.model)
 
     @property
     def downsample_factor(self) -> int:
-        """Pixels per token side."""
-        if isinstance(self.model, VQKDTokenizer):
-            return self.model.patch_size
-        return self.model.downsample_factor
+        """Pixels per token side (1 for Cluster, whose teacher takes any size)."""
+        return self.kind.downsample_factor(self.model)
 
     @property
     def device(self) -> torch.device:
@@ -170,7 +133,7 @@ class Tokenizer:
                 f"image size {height}x{width} is not a positive multiple of the tokenizer's "
                 f"downsample factor {f}"
             )
-        return height // f, width // f
+        return self.kind.grid_size(self.model, (height, width))
 
     def to(self, device: torch.device | str | None = None, dtype: Any = None) -> Self:
         """Move the model (in place) to ``device`` and/or floating ``dtype``; returns self."""
@@ -236,7 +199,7 @@ class Tokenizer:
         reads (after the quantizer's normalisation, if it has one)."""
         self._eval()
         batch, single = self._ids(ids)
-        codes = self.model.quantizer.codes(batch)  # (B, D, h, w)
+        codes = self.kind.codes(self.model, batch)  # (B, D, h, w)
         return codes[0] if single else codes
 
     @torch.no_grad()
@@ -267,7 +230,9 @@ class Tokenizer:
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "kind": self.kind.name,
-            "model": json.loads(self.config.model_dump_json(round_trip=True)),
+            "model": json.loads(
+                self.kind.storable_config(self.config).model_dump_json(round_trip=True)
+            ),
             "image_size": self.image_size,
             "normalization": NORMALIZATION,
             "num_codes": self.num_codes,
@@ -282,7 +247,8 @@ class Tokenizer:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {
-            k: v.detach().cpu().clone().contiguous() for k, v in self.model.state_dict().items()
+            k: v.detach().cpu().clone().contiguous()
+            for k, v in self.kind.state_dict(self.model).items()
         }
         save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": FORMAT})
         text = json.dumps(self.describe(), indent=2) + "\n"
@@ -302,18 +268,16 @@ class Tokenizer:
         """Build a model of ``kind`` from ``config`` and load ``state`` into it strictly:
         every weight of the model, except the ``omitted`` optional parts, must be given with
         its exact shape, and nothing else may be."""
-        if kind not in KINDS:
-            raise UserError(f"{source}: unknown tokenizer kind {kind!r}; known: {sorted(KINDS)}")
-        spec = KINDS[kind]
+        spec = tokenizer_kind(kind, source)
         try:
             config = spec.config.model_validate(config)
         except pydantic.ValidationError as error:
             raise UserError(f"{source}: invalid {kind} model config: {error}") from None
-        model = spec.model(config)
+        model = spec.build(config)
         omitted = tuple(omitted)
         expected = {
             k: v
-            for k, v in model.state_dict().items()
+            for k, v in spec.state_dict(model).items()
             if not any(k.startswith(part + ".") for part in omitted)
         }
         missing = sorted(set(expected) - set(state))
@@ -329,7 +293,7 @@ class Tokenizer:
                 f"missing {_few(missing)}; unexpected {_few(unexpected)}; "
                 f"shape mismatch {_few(mismatched)}"
             )
-        model.load_state_dict(state, strict=False)  # complete up to the omitted parts
+        spec.load_state(model, state)  # complete up to the omitted parts
         return cls(model, image_size=image_size, omitted=omitted)
 
     @classmethod
@@ -391,4 +355,4 @@ def _few(keys: list[str], limit: int = 5) -> str:
     return ", ".join(keys[:limit]) + more
 
 
-__all__ = ["KINDS", "NORMALIZATION", "ModelKind", "Tokenizer"]
+__all__ = ["NORMALIZATION", "Tokenizer", "TokenizerKind", "kind_names", "kind_of"]
