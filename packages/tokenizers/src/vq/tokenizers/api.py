@@ -280,19 +280,7 @@ class Tokenizer:
             for k, v in spec.state_dict(model).items()
             if not any(k.startswith(part + ".") for part in omitted)
         }
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        mismatched = sorted(
-            f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
-            for k, v in expected.items()
-            if k in state and state[k].shape != v.shape
-        )
-        if missing or unexpected or mismatched:
-            raise UserError(
-                f"{source} does not fit the {kind} model of its config: "
-                f"missing {_few(missing)}; unexpected {_few(unexpected)}; "
-                f"shape mismatch {_few(mismatched)}"
-            )
+        check_state(expected, state, f"{source} does not fit the {kind} model of its config")
         spec.load_state(model, state)  # complete up to the omitted parts
         return cls(model, image_size=image_size, omitted=omitted)
 
@@ -348,6 +336,23 @@ class Tokenizer:
         )
 
 
+def check_state(expected: dict[str, Tensor], state: dict[str, Tensor], problem: str) -> None:
+    """UserError ``problem: missing ...; unexpected ...; shape mismatch ...`` unless
+    ``state`` has exactly the keys of ``expected``, with their shapes."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    )
+    if missing or unexpected or mismatched:
+        raise UserError(
+            f"{problem}: missing {_few(missing)}; unexpected {_few(unexpected)}; "
+            f"shape mismatch {_few(mismatched)}"
+        )
+
+
 def _few(keys: list[str], limit: int = 5) -> str:
     if not keys:
         return "none"
@@ -355,4 +360,4 @@ def _few(keys: list[str], limit: int = 5) -> str:
     return ", ".join(keys[:limit]) + more
 
 
-__all__ = ["NORMALIZATION", "Tokenizer", "TokenizerKind", "kind_names", "kind_of"]
+__all__ = ["NORMALIZATION", "Tokenizer", "TokenizerKind", "check_state", "kind_names", "kind_of"]

@@ -11,7 +11,13 @@ The model is rebuilt from the run's resolved config (``work_dirs/NAME/<config>.p
 ``build_tokenizer()`` (or from ``.model`` when that is a ``PixelTokenizerConfig``), and the
 checkpoint's ``models/model`` weights are loaded strictly; an FSDP-sharded checkpoint is
 consolidated first. Only the tokenizer is written: discriminators, optimizer state, LPIPS
-and teachers are not part of it.
+and VQ-KD's distillation teacher are not part of it. A Cluster run's directory holds its
+teacher's weights (it tokenizes with them). A pixel-decoder run gives the pair of kind
+``decoded_tokenizer`` (``vq.decoders.api``); its checkpoints leave the frozen tokenizer out,
+so that tokenizer's checkpoint is named too::
+
+    uv run export work_dirs/decoder/vqkd_clip tokenizers/vqkd_clip_decoded \\
+        --tokenizer-weights work_dirs/vqkd/clip_8192_imagenet_ddp/checkpoints/latest
 
 ``uv run convert KIND CHECKPOINT OUT_DIR [--options key:value ...]`` does the same from a
 public checkpoint (``taming``, ``beitv2``, ``llamagen``; see ``vq.tokenizers.convert``).
@@ -24,17 +30,17 @@ import argparse
 import json
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import load_file
-from torch import nn
+from torch import Tensor, nn
 
-from vq.core.checkpoint import consolidate, latest_checkpoint
+from vq.core.checkpoint import consolidate, latest_checkpoint, read_weights
 from vq.core.configfile import load_config, parse_assignments
 from vq.core.errors import EXIT_USER_ERROR, UserError
-from vq.tokenizers.api import Tokenizer, kind_of
+from vq.tokenizers.api import Tokenizer, check_state, kind_of
 from vq.tokenizers.convert import CONVERTERS, convert_checkpoint, converter_options
 from vq.tokenizers.models.pixel_tokenizer import PixelTokenizer, PixelTokenizerConfig
 
@@ -105,20 +111,68 @@ def read_model_weights(checkpoint: Path) -> dict:
         return load_file(str(consolidated))
 
 
+def pixel_decoder_parts(model: nn.Module) -> tuple[str, ...]:
+    """The frozen tokenizer's prefixes of a pixel-decoder run's model (none otherwise)."""
+    return tuple(getattr(model, "frozen_prefixes", ()))
+
+
+def run_weights(
+    model: nn.Module, checkpoint: Path, tokenizer_weights: Sequence[Path], source: str
+) -> dict[str, Tensor]:
+    """The weights of the run's model: its checkpoint's, plus, for a pixel-decoder run,
+    the frozen tokenizer's from ``tokenizer_weights`` (its checkpoints leave it out)."""
+    state = read_model_weights(checkpoint)
+    frozen = pixel_decoder_parts(model)
+    if not frozen:
+        if tokenizer_weights:
+            raise UserError(
+                f"--tokenizer-weights: {source} is not a pixel-decoder run; its checkpoint "
+                "holds the whole tokenizer"
+            )
+        return state
+    if not tokenizer_weights:
+        raise UserError(
+            f"{source} is a pixel-decoder run, whose checkpoints leave out the frozen "
+            "tokenizer: pass --tokenizer-weights work_dirs/<tokenizer run>/checkpoints/iter_N"
+        )
+    tokenizer_state: dict[str, Tensor] = {}
+    for path in tokenizer_weights:
+        tokenizer_state.update(read_weights(Path(path)))
+    shown = " ".join(str(p) for p in tokenizer_weights)
+    own = {k: v for k, v in model.state_dict().items() if k.split(".", 1)[0] in frozen}
+    kept = {k: v for k, v in tokenizer_state.items() if k.split(".", 1)[0] in frozen}
+    check_state(own, kept, f"--tokenizer-weights {shown} does not fit the run's tokenizer")
+    return {**kept, **state}
+
+
 def export(
-    source: Path, out_dir: Path, config_path: Path | None = None, image_size: int | None = None
+    source: Path,
+    out_dir: Path,
+    config_path: Path | None = None,
+    image_size: int | None = None,
+    tokenizer_weights: Sequence[Path] = (),
 ) -> Tokenizer:
-    """Write the tokenizer of the run or checkpoint ``source`` to ``out_dir``; returns it."""
+    """Write the tokenizer of the run or checkpoint ``source`` to ``out_dir``; returns it.
+
+    The model is built by the run config (a Cluster run reads its teacher's file here, so
+    the directory holds the teacher), and every weight of it must come from the run's
+    checkpoint or, for a pixel-decoder run, from ``tokenizer_weights``. A pixel-decoder
+    pair over VQ-KD leaves out VQ-KD's feature decoder, which decoding never uses.
+    """
     checkpoint, run_dir = find_checkpoint(Path(source))
     config_path = Path(config_path) if config_path is not None else find_config(run_dir)
     config = load_config(config_path)
     model = build_tokenizer(config, config_path)
-    tokenizer = Tokenizer.from_state(
-        kind_of(model).name,
-        model.config,
-        read_model_weights(checkpoint),
-        image_size=image_size or trained_image_size(config),
-        source=f"checkpoint {checkpoint}",
+    kind = kind_of(model)
+    state = run_weights(model, checkpoint, tokenizer_weights, str(run_dir))
+    children = dict(model.named_children())
+    omitted = ("decoder",) if pixel_decoder_parts(model) and "decoder" in children else ()
+    expected = {k: v for k, v in model.state_dict().items() if k.split(".", 1)[0] not in omitted}
+    state = {k: v for k, v in state.items() if k.split(".", 1)[0] not in omitted}
+    check_state(expected, state, f"checkpoint {checkpoint} does not fit the {kind.name} model")
+    model.load_state_dict(state, strict=False)  # complete up to the omitted parts
+    tokenizer = Tokenizer(
+        model, image_size=image_size or trained_image_size(config), omitted=omitted
     )
     tokenizer.save_pretrained(out_dir)
     return tokenizer
@@ -146,10 +200,20 @@ def export_command(argv: list[str] | None = None) -> int:
         "--config", type=Path, help="the run's resolved config (default: the .py in its work dir)"
     )
     parser.add_argument("--image-size", type=int, help="default: the run's data.image_size")
+    parser.add_argument(
+        "--tokenizer-weights",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="F",
+        help="pixel-decoder runs: the frozen tokenizer's checkpoint (later files win)",
+    )
     args = parser.parse_args(argv)
 
     def run() -> int:
-        tokenizer = export(args.source, args.out, args.config, args.image_size)
+        tokenizer = export(
+            args.source, args.out, args.config, args.image_size, args.tokenizer_weights
+        )
         print(f"wrote {tokenizer!r} to {args.out}")
         return 0
 
