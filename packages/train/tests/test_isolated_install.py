@@ -24,6 +24,23 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 
+# A tiny VQ-KD (32 px -> 4x4 tokens) and a Cluster on a random EfficientNet-Lite0 (64 px).
+FEATURE_CONFIGS = """
+from vq.tokenizers.models.cluster import ClusterConfig
+from vq.tokenizers.models.vqkd import VQKDConfig
+from vq.tokenizers.quantizers import VectorQuantizerConfig
+from vq.tokenizers.teachers import TeacherConfig
+from vq.tokenizers.vit import ViTConfig
+
+vqkd = VQKDConfig(
+    encoder=ViTConfig.preset("tiny"),
+    quantizer=VectorQuantizerConfig.preset("vqkd", 16, 8),
+    decoder=ViTConfig.preset("tiny", patch_size=1, in_chans=8, depth=1, out_dim=12, grid_size=4),
+)
+teacher = TeacherConfig(name="efficientnet_lite0", weights=None, image_size=64)
+cluster = ClusterConfig(teacher=teacher, quantizer=VectorQuantizerConfig.preset("cluster", 16, 112))
+"""
+
 USER_SCRIPT = textwrap.dedent(
     """
     import importlib.util, json, sys, tempfile
@@ -66,18 +83,9 @@ USER_SCRIPT = textwrap.dedent(
     heavy = [m for m in ("torchvision", "torch_fidelity", "tensorboard") if m in sys.modules]
     assert not heavy, heavy
 
-    from vq.tokenizers.models.cluster import ClusterConfig, ClusterTokenizer
-    from vq.tokenizers.models.vqkd import VQKDConfig, VQKDTokenizer
-    from vq.tokenizers.teachers import TeacherConfig
-    from vq.tokenizers.vit import ViTConfig
-
-    vqkd = VQKDConfig(
-        encoder=ViTConfig.preset("tiny"),
-        quantizer=VectorQuantizerConfig.preset("vqkd", 16, 8),
-        decoder=ViTConfig.preset("tiny", patch_size=1, in_chans=8, depth=1, out_dim=12, grid_size=4),
-    )
-    teacher = TeacherConfig(name="efficientnet_lite0", weights=None, image_size=64)
-    cluster = ClusterConfig(teacher=teacher, quantizer=VectorQuantizerConfig.preset("cluster", 16, 112))
+    from vq.tokenizers.models.cluster import ClusterTokenizer
+    from vq.tokenizers.models.vqkd import VQKDTokenizer
+    {feature_configs}
     shapes.append(round_trip(VQKDTokenizer(vqkd), "vqkd", pixels=False))
     shapes.append(round_trip(ClusterTokenizer(cluster), "cluster", pixels=False))
 
@@ -90,7 +98,7 @@ USER_SCRIPT = textwrap.dedent(
         assert "install vq-decoders" in str(error), error
     print("ok", " ".join(shapes))
     """
-)
+).replace("{feature_configs}", FEATURE_CONFIGS)
 
 # Run in the same environment after the vq-decoders wheel is installed into it.
 DECODERS_SCRIPT = textwrap.dedent(
@@ -102,21 +110,10 @@ DECODERS_SCRIPT = textwrap.dedent(
     from vq.decoders.api import Tokenizer
     from vq.tokenizers.autoencoders.vqgan import VQGANDecoderConfig
     from vq.tokenizers.connectors import ConnectorConfig
-    from vq.tokenizers.models.cluster import ClusterConfig
-    from vq.tokenizers.models.vqkd import VQKDConfig
-    from vq.tokenizers.quantizers import VectorQuantizerConfig
-    from vq.tokenizers.teachers import TeacherConfig
-    from vq.tokenizers.vit import ViTConfig
 
     torch.manual_seed(0)
     images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
-    vqkd = VQKDConfig(
-        encoder=ViTConfig.preset("tiny"),
-        quantizer=VectorQuantizerConfig.preset("vqkd", 16, 8),
-        decoder=ViTConfig.preset("tiny", patch_size=1, in_chans=8, depth=1, out_dim=12, grid_size=4),
-    )
-    teacher = TeacherConfig(name="efficientnet_lite0", weights=None, image_size=64)
-    cluster = ClusterConfig(teacher=teacher, quantizer=VectorQuantizerConfig.preset("cluster", 16, 112))
+    {feature_configs}
     shapes = []
     for name, tokenizer in (("vqkd", vqkd), ("cluster", cluster)):
         pair = DecodedTokenizer(DecodedTokenizerConfig(
@@ -136,7 +133,7 @@ DECODERS_SCRIPT = textwrap.dedent(
         shapes.append(f"{name}{tuple(ids.shape)}->{tuple(recon.shape)}")
     print("ok", " ".join(shapes))
     """
-)
+).replace("{feature_configs}", FEATURE_CONFIGS)
 
 
 def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
