@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -220,3 +222,60 @@ def test_missing_and_invalid_config_files(tmp_path: Path) -> None:
     wrong.write_text("def config():\n    return {'iters': 1}\n")
     with pytest.raises(UserError, match="returned dict, not a vq Config"):
         load_config(wrong)
+
+
+def test_a_config_file_with_a_syntax_error_is_one_line(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text("def config(:\n    pass\n")
+    with pytest.raises(UserError, match=r"broken\.py: syntax error at line 1"):
+        load_config(broken)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1/0", "division by zero"),
+        ("7//0", "division or modulo by zero"),
+        ("1%0", "modulo"),
+        ("10.0**400", "Result too large|Numerical result out of range"),
+        ("1e308*10", "not a finite number"),
+        ("((9**1024)**1024)**1024", "too large"),  # each power alone is small
+        ("9**9**9**9", "too large"),
+        ("2**4097", "too large"),
+        ("(2**4000)*(2**4000)", "too large"),
+        ("-" * 100_000 + "1", "nested too deeply"),
+        ("(" * 300 + "1" + ")" * 300, "too many nested parentheses|nested too deeply"),
+    ],
+)
+def test_arithmetic_is_bounded_and_its_errors_are_user_errors(text: str, message: str) -> None:
+    with pytest.raises(UserError, match=f"cannot parse value.*({message})"):
+        parse_value(text)
+
+
+def test_bounded_arithmetic_still_computes_config_numbers() -> None:
+    assert parse_value("4.5e-4*8") == pytest.approx(3.6e-3)
+    assert parse_value("250*1000") == 250_000
+    assert parse_value("2**64-1") == 18446744073709551615
+    assert parse_value("(1, 2**10, -3//2)") == (1, 1024, -2)
+
+
+ADVERSARIAL = """
+import sys
+from vq.core.configfile import parse_value
+from vq.core.errors import UserError
+for text in sys.argv[1:]:
+    try:
+        parse_value(text)
+    except UserError:
+        pass
+print("done")
+"""
+
+
+def test_adversarial_nesting_cannot_hang_the_parser() -> None:
+    """A guard against hangs, not a timing: the child would take hours without the bound."""
+    texts = ["((((9**1024)**1024)**1024)**1024)**1024", "(2**4096)**(2**4096)", "9**9**9**9**9"]
+    result = subprocess.run(
+        [sys.executable, "-c", ADVERSARIAL, *texts], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "done", result.stderr

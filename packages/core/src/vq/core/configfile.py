@@ -12,6 +12,10 @@ parameters are the options ``--config-options`` may set; anything else is an err
 Values on the command line are parsed with ``ast`` and a small whitelist of node types
 (literals, ``dict(a=1)``-style calls of ``dict``/``list``/``tuple``/``set``, unary minus,
 arithmetic on numbers); nothing is ever evaluated. ``k::v`` keeps ``v`` as a raw string.
+Arithmetic stays (``lr:4.5e-4*8``, ``iters:250*1000``) but is bounded: an integer result
+that would exceed ``MAX_INT_BITS`` bits is refused *before* it is computed (so nested powers
+cannot hang the command), and a division by zero, an overflow or a non-finite float result
+is the same one-line error as any other bad value.
 
 ``--override .a.b[-1].c:v`` sets one field of the built config by path (attributes, list
 indices including negative ones, dict keys) and validates the whole config again.
@@ -27,6 +31,7 @@ import hashlib
 import importlib.util
 import inspect
 import json
+import math
 import operator
 import pprint
 import sys
@@ -58,6 +63,34 @@ _BINARY = {
     ast.Pow: operator.pow,
 }
 _NUMBER = (int, float, complex)
+MAX_INT_BITS = 4096
+"""Largest integer a value may compute (any config number fits in 64 bits)."""
+
+
+def _predicted_bits(op: ast.operator, left: Any, right: Any) -> int:
+    """An upper bound of the bits of ``left op right`` for integers (0: not growing)."""
+    if not (isinstance(left, int) and isinstance(right, int)):
+        return 0
+    bits = max(left.bit_length(), 1), max(right.bit_length(), 1)
+    if isinstance(op, ast.Pow):
+        return bits[0] * right if right > 0 else 0
+    if isinstance(op, ast.Mult):
+        return bits[0] + bits[1]
+    return max(bits) + 1
+
+
+def _arithmetic(op: ast.operator, left: Any, right: Any, text: str) -> Any:
+    """``left op right`` on numbers, refused before it is computed when it would be huge."""
+    if _predicted_bits(op, left, right) > MAX_INT_BITS:
+        raise UserError(f"cannot parse value {text!r}: the number is too large")
+    try:
+        result = _BINARY[type(op)](left, right)
+    except (ArithmeticError, ValueError) as error:  # ZeroDivisionError, OverflowError
+        raise UserError(f"cannot parse value {text!r}: {error}") from None
+    parts = (result.real, result.imag) if isinstance(result, complex) else (result,)
+    if any(isinstance(p, float) and not math.isfinite(p) for p in parts):
+        raise UserError(f"cannot parse value {text!r}: the result is not a finite number")
+    return result
 
 
 def _literal(node: ast.AST, text: str) -> Any:
@@ -81,9 +114,7 @@ def _literal(node: ast.AST, text: str) -> Any:
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _literal(node.left, text), _literal(node.right, text)
         if all(isinstance(v, _NUMBER) and not isinstance(v, bool) for v in (left, right)):
-            if isinstance(node.op, ast.Pow) and abs(right) > 1024:
-                raise UserError(f"cannot parse value {text!r}: exponent too large")
-            return _BINARY[type(node.op)](left, right)
+            return _arithmetic(node.op, left, right, text)
     if (
         isinstance(node, ast.Call)
         and isinstance(node.func, ast.Name)
@@ -108,11 +139,13 @@ def parse_value(text: str) -> Any:
     """The Python literal written in ``text`` (without evaluating anything)."""
     try:
         tree = ast.parse(text.strip(), mode="eval")
+        return _literal(tree.body, text.strip())
     except SyntaxError as e:
         raise UserError(
             f"cannot parse value {text!r}: {e.msg} (use k::v for a raw string)"
         ) from None
-    return _literal(tree.body, text.strip())
+    except (RecursionError, MemoryError):
+        raise UserError(f"cannot parse value {text[:40]!r}...: nested too deeply") from None
 
 
 def parse_assignment(item: str) -> tuple[str, Any]:
@@ -149,7 +182,13 @@ def _import_file(path: Path) -> Any:
         raise UserError(f"config file {path} is not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as error:
+        del sys.modules[name]
+        raise UserError(
+            f"config file {path}: syntax error at line {error.lineno}: {error.msg}"
+        ) from None
     return module
 
 
