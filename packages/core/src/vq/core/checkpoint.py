@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from vq.core import distributed
@@ -38,6 +38,14 @@ from vq.core.errors import UserError
 from vq.core.optim import Optimization
 from vq.core.parallel import is_sharded, unwrap
 from vq.core.seeding import rng_state, set_rng_state
+from vq.core.tensorfiles import (
+    DamagedFileError,
+    damaged,
+    intact,
+    read_tensors,
+    read_torch,
+    read_weights,
+)
 
 FORMAT = 1
 ITER_DIR = re.compile(r"^iter_(\d+)$")
@@ -253,7 +261,10 @@ class Checkpointer:
             raise UserError(
                 f"checkpoint {path} is incomplete (no meta.json): it was never finished"
             )
-        meta = json.loads(meta_file.read_text())
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise damaged(meta_file, error) from None
         if meta.get("format") != FORMAT:
             raise UserError(f"checkpoint {path} has format {meta.get('format')}, expected {FORMAT}")
         if meta["fingerprint"] != self.fingerprint:
@@ -264,19 +275,42 @@ class Checkpointer:
         return meta
 
     def load(self, state: TrainingState, path: Path) -> dict[str, Any]:
-        """Restore ``state`` from ``path``; returns the checkpoint's metadata."""
+        """Restore ``state`` from ``path``; returns the checkpoint's metadata.
+
+        A damaged file (truncated, overwritten) is refused with the newest intact checkpoint
+        of the run to resume from instead; nothing falls back silently, since resuming from
+        an older checkpoint repeats iterations the user may not expect to lose.
+        """
+        path = Path(path).resolve()  # latest -> iter_N, so messages name the iteration
+        try:
+            return self._load(state, path)
+        except DamagedFileError as error:
+            intact_ones = [
+                p
+                for p in reversed(complete_checkpoints(self.directory))
+                if p.resolve() != path.resolve() and intact(p)
+            ]
+            hint = (
+                f"; the newest intact checkpoint is {intact_ones[0]}: resume from it with "
+                f"--load-from {intact_ones[0]} (in place of --auto-resume)"
+                if intact_ones
+                else "; no other checkpoint of this run is intact"
+            )
+            raise UserError(f"checkpoint {path} is damaged: {error}{hint}") from None
+
+    def _load(self, state: TrainingState, path: Path) -> dict[str, Any]:
         meta = self.check(path)
         if meta["sharded"] != state.sharded():
             raise UserError(
                 f"checkpoint {path} was written by {meta['strategy']} and cannot be resumed with "
                 f"{self.strategy}; consolidate it and use --load-model-from"
             )
-        blob = torch.load(path / "state.pt", weights_only=True, map_location="cpu")
+        blob = read_torch(path / "state.pt")
         if meta["sharded"]:
             self._load_sharded(state, path)
         else:
             for name, tracked in state.modules.items():
-                tensors = load_file(str(path / "models" / f"{name}.safetensors"))
+                tensors = read_tensors(path / "models" / f"{name}.safetensors")
                 missing, unexpected = unwrap(tracked.module).load_state_dict(tensors, strict=False)
                 missing = [k for k in missing if tracked.keep(k)]
                 if missing or unexpected:
@@ -291,11 +325,11 @@ class Checkpointer:
             else:
                 opt.load_state_dict(saved)
             if opt.ema is not None and not meta["sharded"]:
-                opt.ema.load_state_dict(load_file(str(path / "models" / f"{name}.ema.safetensors")))
+                opt.ema.load_state_dict(read_tensors(path / "models" / f"{name}.ema.safetensors"))
         state.loop.update(blob["loop"])
         rng_file = path / "rng" / f"rank{distributed.rank()}.pt"
         if meta["world_size"] == distributed.world_size() and rng_file.is_file():
-            set_rng_state(torch.load(rng_file, weights_only=True))
+            set_rng_state(read_torch(rng_file))
         return meta
 
     def _load_sharded(self, state: TrainingState, path: Path) -> None:
@@ -351,29 +385,6 @@ def _load_without_optimizer(opt: Optimization, state: dict[str, Any]) -> None:
 # -------------------------------------------------------------- weights only ---------
 
 
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from a ``.safetensors`` file, a ``.pt``/``.pth`` file (tensors only) or a
-    checkpoint directory (its ``models/model.safetensors``)."""
-    if path.is_dir():
-        candidate = path / "models" / "model.safetensors"
-        if not candidate.is_file():
-            raise UserError(f"{path} is not a checkpoint directory with models/model.safetensors")
-        path = candidate
-    if not path.is_file():
-        raise UserError(f"weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
-    try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as e:  # a pickle with code in it, or not a torch file at all
-        raise UserError(f"cannot read weights from {path}: {str(e).splitlines()[0]}") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserError(f"{path} does not hold a flat state dict of tensors")
-    return state
-
-
 @dataclass
 class LoadReport:
     loaded: list[str]
@@ -424,7 +435,7 @@ def consolidate(checkpoint: Path, out: Path, model: str = "model") -> int:
     if model not in meta["modules"]:
         raise UserError(f"{checkpoint} has no model {model!r}; it has {sorted(meta['modules'])}")
     if not meta["sharded"]:
-        tensors = load_file(str(checkpoint / "models" / f"{model}.safetensors"))
+        tensors = read_tensors(checkpoint / "models" / f"{model}.safetensors")
     else:
         with tempfile.TemporaryDirectory() as tmp:
             full = Path(tmp) / "full.pt"

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from vq.core.errors import UserError
+from vq.core.tensorfiles import read_tensors
 from vq.generators.kv_cache import KVCache, causal_attention
 
 
@@ -223,7 +223,7 @@ def load_hf_gpt2(model: GPT2, directory: str | Path) -> None:
     path = Path(directory) / "model.safetensors"
     if not path.is_file():
         raise UserError(f"GPT-2 weights not found: {path} is missing; {HOW_TO_GET}")
-    source = load_file(path)
+    source = read_tensors(path)
 
     targets = dict(model.named_parameters())  # the tied lm_head.weight is not listed twice
     loaded: set[str] = set()

@@ -39,11 +39,12 @@ from typing import Any, Self
 
 import pydantic
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from vq.core.config import Config
 from vq.core.errors import UserError
+from vq.core.tensorfiles import read_tensors
 from vq.tokenizers.kinds import TokenizerKind, kind_names, kind_of, tokenizer_kind
 
 CONFIG_FILE = "config.json"
@@ -316,7 +317,7 @@ class Tokenizer:
                 f"{config_file}: unsupported input normalization "
                 f"{description.get('normalization')!r} (expected {NORMALIZATION!r})"
             )
-        state = load_file(str(weights_file))
+        state = read_tensors(weights_file)
         tokenizer = cls.from_state(
             description["kind"],
             description["model"],

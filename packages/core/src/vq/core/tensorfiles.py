@@ -1,0 +1,123 @@
+"""Reading weight and checkpoint files with errors a user can act on.
+
+safetensors, zip (``torch.save``'s container) and pickle each fail in their own words on a
+truncated, random or foreign file (``SafetensorError: header too large``, ``PytorchStreamReader
+failed reading zip archive``, ``UnpicklingError``). Every reader here turns those into one
+``UserError`` that names the file and says what is wrong with it, so a command ends with one
+``error:`` line and exit status 2 instead of a library traceback.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
+
+from vq.core.errors import UserError
+
+# What the libraries raise for a file that is not what it should be.
+_READ_ERRORS = (
+    SafetensorError,
+    RuntimeError,  # torch's zip reader
+    pickle.UnpicklingError,
+    zipfile.BadZipFile,
+    EOFError,
+    ValueError,
+    OSError,
+)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+class DamagedFileError(UserError):
+    """A file that exists but cannot be read as what it should be."""
+
+
+def damaged(path: Path, error: BaseException) -> DamagedFileError:
+    """The one-line error of a file that exists but cannot be read."""
+    return DamagedFileError(
+        f"cannot read {path}: {_first_line(error)} (the file is damaged, e.g. truncated, or "
+        "not of the expected format)"
+    )
+
+
+def _exists(path: Path) -> None:
+    if not path.is_file():
+        raise UserError(f"file not found: {path}")
+
+
+def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors of a ``.safetensors`` file, on the CPU."""
+    path = Path(path)
+    _exists(path)
+    try:
+        return load_file(str(path))
+    except _READ_ERRORS as error:
+        raise damaged(path, error) from None
+
+
+def read_torch(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a pickle with code in it, a
+    truncated archive or a foreign file is one ``UserError``."""
+    path = Path(path)
+    _exists(path)
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except (*_READ_ERRORS, pickle.PickleError) as error:
+        raise damaged(path, error) from None
+
+
+def check_readable(path: str | Path) -> None:
+    """Raise the error ``read_tensors``/``read_torch`` would, cheaply: safetensors files
+    only have their header read (which also detects a truncated file: the header's offsets
+    must cover it exactly); torch files are loaded whole."""
+    path = Path(path)
+    _exists(path)
+    if path.suffix != ".safetensors":
+        read_torch(path)
+        return
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+    except _READ_ERRORS as error:
+        raise damaged(path, error) from None
+
+
+def intact(directory: Path) -> bool:
+    """Whether every ``.safetensors`` and ``.pt`` file below ``directory`` reads."""
+    try:
+        for file in sorted(directory.rglob("*")):
+            if file.suffix in (".safetensors", ".pt") and file.is_file():
+                check_readable(file)
+    except UserError:
+        return False
+    return True
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.safetensors`` file, a ``.pt``/``.pth`` file (tensors only) or a
+    checkpoint directory (its ``models/model.safetensors``)."""
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / "models" / "model.safetensors"
+        if not candidate.is_file():
+            raise UserError(f"{path} is not a checkpoint directory with models/model.safetensors")
+        path = candidate
+    if not path.is_file():
+        raise UserError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        return read_tensors(path)
+    state = read_torch(path)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{path} does not hold a flat state dict of tensors")
+    return state

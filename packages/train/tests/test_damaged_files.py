@@ -1,0 +1,51 @@
+"""The train command on damaged files: one ``error:`` line and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from vq.train.cli import train_main
+
+CONFIG = Path(__file__).parent / "configs" / "toy.py"
+
+
+def argv(work: Path, *extra: str) -> list[str]:
+    options = ["--config-options", "iters:4", "checkpoint_interval:2"]
+    return ["run", str(CONFIG), "--work-dirs", str(work), *options, *extra]
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """The one ``error:`` line, which ends the output (log lines may come before it)."""
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and lines[-1].startswith("error: "), err
+    assert sum(line.startswith("error: ") for line in lines) == 1, err
+    return lines[-1]
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_random_weights_file_is_one_line(tmp_path: Path, capsys, suffix: str) -> None:
+    weights = tmp_path / f"random{suffix}"
+    weights.write_bytes(os.urandom(4096))
+    assert train_main(argv(tmp_path, "--load-model-from", str(weights))) == 2
+    assert f"cannot read {weights}" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("damaged", ["state.pt", "models/model.safetensors"])
+def test_auto_resume_from_a_damaged_latest_names_the_intact_checkpoint(
+    tmp_path: Path, capsys, damaged: str
+) -> None:
+    assert train_main(argv(tmp_path)) == 0
+    checkpoints = (tmp_path / "run" / "checkpoints").resolve()
+    file = checkpoints / "iter_4" / damaged
+    file.write_bytes(file.read_bytes()[:100])
+    capsys.readouterr()
+
+    assert train_main(argv(tmp_path, "--auto-resume")) == 2
+    error = one_error_line(capsys)
+    assert f"checkpoint {checkpoints / 'iter_4'} is damaged: cannot read {file}" in error
+    assert f"--load-from {checkpoints / 'iter_2'}" in error
+    assert train_main(argv(tmp_path, "--load-from", str(checkpoints / "iter_2"))) == 0
