@@ -1,9 +1,11 @@
-"""``val``, ``test`` and ``fid``: evaluating tokenizer and AR runs, caching FID references.
+"""``val`` and ``test``: evaluating tokenizer and AR runs.
 
     uv run val vqgan/8192 configs/vqgan/8192_dd2_aglwg075_imagenet_ddp.py --watch
     uv run val vqgan/8192 CONFIG --load-from iter_250000 iter_260000 --visual reconstruction
     uv run test vqgan/8192 CONFIG --load-model-from work_dirs/vqgan/8192/checkpoints/latest
-    uv run fid configs/vqgan/8192_dd2_aglwg075_imagenet_ddp.py [--train] [--out PATH]
+
+``fid`` lives in ``vq.train.fid_command``; ``command_main("fid", ...)`` and
+``python -m vq.train.eval_cli fid ...`` still reach it.
 
 ``val NAME CONFIG`` validates every complete checkpoint of ``work_dirs/NAME/checkpoints``
 once, oldest first, into ``work_dirs/NAME/val/iter_N/metrics.json`` (plus TensorBoard
@@ -41,8 +43,6 @@ import torch
 
 from vq.core import distributed, launch
 from vq.core.checkpoint import complete_checkpoints, consolidate, iteration_of
-from vq.core.configfile import apply_overrides, load_config, parse_assignments
-from vq.core.data import LoaderConfig
 from vq.core.errors import UserError
 from vq.core.logging import LOGGER, TensorBoard, setup_logging
 from vq.train.cli import (
@@ -59,13 +59,13 @@ from vq.train.evaluate import (
     Evaluation,
     TokenizerEvaluator,
     load_evaluated_weights,
-    reference_name,
-    reference_statistics,
     tokenize_ten_crop,
 )
 from vq.train.evaluate_generator import GeneratorEvaluator
-from vq.train.metrics import InceptionFeatures, fid_statistics_path, write_metrics_json
-from vq.train.metrics.fid import FID_CACHE_DIR, INCEPTION_WEIGHTS
+from vq.train.fid_command import _dataset_of, build_fid_parser  # noqa: F401 (re-exported)
+from vq.train.fid_command import main as fid_command_main
+from vq.train.metrics import write_metrics_json
+from vq.train.metrics.fid import INCEPTION_WEIGHTS
 from vq.train.trainers.ar import ARRunConfig
 
 # ------------------------------------------------------------------ parsers ---------
@@ -185,27 +185,6 @@ def build_test_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write LlamaGen-style ten-crop tokens of the train split",
     )
-    return parser
-
-
-def build_fid_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fid",
-        description="Cache the Inception statistics of a dataset's split (transform 'none').",
-    )
-    parser.add_argument(
-        "config", type=Path, help="a run config file (its .data is used) or a dataset config file"
-    )
-    parser.add_argument("--train", action="store_true", help="the train split (default: val)")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help=f"output .npz (default {FID_CACHE_DIR}/<kind>_<split>_<size>.npz)",
-    )
-    parser.add_argument("--config-options", nargs="*", default=[], metavar="K:V")
-    parser.add_argument("--override", nargs="*", default=[], metavar="PATH:V")
-    _add_common(parser)
     return parser
 
 
@@ -431,63 +410,19 @@ def run_test(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
-# ------------------------------------------------------------------ fid -------------
-
-
-def _dataset_of(args: argparse.Namespace) -> tuple[Any, LoaderConfig]:
-    config = load_config(args.config, parse_assignments(args.config_options))
-    config = apply_overrides(config, parse_assignments(args.override))
-    data = getattr(config, "data", config)
-    if not hasattr(data, "kind") or not callable(getattr(data, "build", None)):
-        raise UserError(
-            f"{args.config} builds a {type(config).__name__}: expected a run config with .data "
-            "or a dataset config"
-        )
-    loader = getattr(config, "loader", None) or LoaderConfig(
-        batch_size=32, batch_size_is_global=False, workers=2
-    )
-    if args.batch_size is not None:
-        loader = loader.model_copy(
-            update={"batch_size": args.batch_size, "batch_size_is_global": False}
-        )
-    return data, loader
-
-
-def run_fid(args: argparse.Namespace, argv: list[str]) -> int:
-    data, loader = _dataset_of(args)
-    split = "train" if args.train else "val"
-    out = args.out or fid_statistics_path(reference_name(data, split))
-    device = launch.init_process_group()
-    try:
-        setup_logging(None)
-        inception = InceptionFeatures(args.inception).to(device)
-        stats = reference_statistics(data, split, inception, loader, device)
-        if distributed.is_main():
-            stats.save(out)
-            LOGGER.info(
-                "FID statistics of %s (%d images) written to %s",
-                stats.metadata["name"],
-                stats.metadata["image_count"],
-                out,
-            )
-        distributed.barrier()
-    finally:
-        launch.destroy_process_group()
-    return 0
-
-
 # ------------------------------------------------------------------ entry points ----
 
 _COMMANDS = {
     "val": (build_val_parser, run_val),
     "test": (build_test_parser, run_test),
-    "fid": (build_fid_parser, run_fid),
 }
 
 
 def command_main(command: str, argv: list[str] | None = None) -> int:
     """Parse ``argv`` for ``command``; relaunch under torchrun for ``--nproc`` > 1."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if command == "fid":  # its own module, which relaunches itself
+        return fid_command_main(argv)
     build_parser, run = _COMMANDS[command]
     args = build_parser().parse_args(argv)
     if not launch.under_torchrun():
@@ -501,10 +436,7 @@ def command_main(command: str, argv: list[str] | None = None) -> int:
 
 
 def _validate_only(args: argparse.Namespace, command: str) -> int:
-    if command == "fid":
-        _dataset_of(args)
-    else:
-        resolve_config(args.config, args.config_options, args.override)
+    resolve_config(args.config, args.config_options, args.override)
     return 0
 
 
@@ -516,11 +448,7 @@ def test_main() -> None:
     sys.exit(command_main("test"))
 
 
-def fid_main() -> None:
-    sys.exit(command_main("fid"))
-
-
 if __name__ == "__main__":  # python -m vq.train.eval_cli {val,test,fid} ... (torchrun ranks)
-    if len(sys.argv) < 2 or sys.argv[1] not in _COMMANDS:
-        sys.exit(f"usage: python -m vq.train.eval_cli {{{','.join(_COMMANDS)}}} ...")
+    if len(sys.argv) < 2 or sys.argv[1] not in (*_COMMANDS, "fid"):
+        sys.exit(f"usage: python -m vq.train.eval_cli {{{','.join(_COMMANDS)},fid}} ...")
     sys.exit(command_main(sys.argv[1], sys.argv[2:]))
