@@ -17,22 +17,24 @@ _FIELDS = {
     "llama": set(llama.LlamaConfig.__dataclass_fields__) - {"vocab_size"},
     "gpt2": set(gpt2.GPT2Config.__dataclass_fields__) - {"vocab_size"},
 }
+_TEXT_FIELDS = {"llama": {"rope"}, "gpt2": set()}  # overrides whose values are strings
 
 
 class ProposalNetworkConfig(Config):
     """Which transformer, its size, and how the class label enters the sequence.
 
     ``overrides`` changes single fields of the preset (e.g. ``{"depth": 4}``); the keys are
-    the fields of ``LlamaConfig`` / ``GPT2Config``. ``null_class`` adds the unconditional
-    id to the vocabulary that classifier-free guidance needs, and ``label_dropout`` is the
-    training probability of replacing a class by it. ``pretrained`` (gpt2 only) is a local
-    Hugging Face GPT-2 directory whose text weights initialise the model (the reference
-    starts from ``gpt2-medium``).
+    the fields of ``LlamaConfig`` / ``GPT2Config``, the values numbers except ``rope``
+    (``{"rope": "2d", "grid_width": 16}``: LlamaGen's 2D rotary embedding). ``null_class``
+    adds the unconditional id to the vocabulary that classifier-free guidance needs, and
+    ``label_dropout`` is the training probability of replacing a class by it.
+    ``pretrained`` (gpt2 only) is a local Hugging Face GPT-2 directory whose text weights
+    initialise the model (the reference starts from ``gpt2-medium``).
     """
 
     architecture: Literal["llama", "gpt2"] = "llama"
     preset: str = "medium"
-    overrides: dict[str, int | float] = Field(default_factory=dict)
+    overrides: dict[str, int | float | str] = Field(default_factory=dict)
     null_class: bool = True
     label_dropout: float = 0.1
     pretrained: Path | None = None
@@ -50,6 +52,13 @@ class ProposalNetworkConfig(Config):
                 f"overrides {sorted(unknown)} are not {self.architecture} fields; "
                 f"choose from {sorted(_FIELDS[self.architecture])}"
             )
+        text = {k for k, v in self.overrides.items() if isinstance(v, str)}
+        if text - _TEXT_FIELDS[self.architecture]:
+            raise ValueError(
+                f"overrides {sorted(text - _TEXT_FIELDS[self.architecture])} need numbers"
+            )
+        if self.architecture == "llama":  # the field checks of LlamaConfig, before any build
+            llama.LlamaConfig(vocab_size=1, **{**presets[self.preset], **self.overrides})
         if not 0.0 <= self.label_dropout < 1.0:
             raise ValueError(f"label_dropout must be in [0, 1), got {self.label_dropout}")
         if self.label_dropout > 0 and not self.null_class:

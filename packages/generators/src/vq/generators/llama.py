@@ -10,6 +10,10 @@ Module names follow Hugging Face's Llama (``embed_tokens``, ``layers.{i}.self_at
 ``mlp.gate_proj``, ``norm``, ``lm_head``) and the rotary embedding uses the same
 rotate-half convention, so a reference checkpoint loads after dropping its ``model.``
 prefix.
+
+``rope="2d"`` with ``grid_width`` switches to LlamaGen's 2D rotary embedding over the token
+grid (``vq.generators.rope``): with it, LlamaGen's released class-to-image GPTs, converted by
+``vq.generators.convert_llamagen``, compute their own logits in this module.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from vq.generators.kv_cache import KVCache, causal_attention
+from vq.generators.rope import RotaryEmbedding
 
 
 def ffn_hidden_size(width: int, multiple_of: int = 256) -> int:
@@ -39,12 +44,23 @@ class LlamaConfig:
     max_seq_len: int = 2048
     norm_eps: float = 1e-5
     rope_base: float = 10000.0
+    rope: str = "1d"
+    """``1d``: angles of the sequence position; ``2d``: LlamaGen's angles of each image
+    token's grid row and column, the class position zeroed (``vq.generators.rope``)."""
+    grid_width: int = 0
+    """Image tokens per grid row; needed by ``rope="2d"`` (LlamaGen 256 px: 16, 384 px: 24)."""
 
     def __post_init__(self) -> None:
         if self.width % self.heads:
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
         if (self.width // self.heads) % 2:
             raise ValueError("rotary embeddings need an even head dimension")
+        if self.rope not in ("1d", "2d"):
+            raise ValueError(f"rope must be '1d' or '2d', got {self.rope!r}")
+        if self.rope == "2d" and self.grid_width < 1:
+            raise ValueError("rope '2d' needs grid_width, the image tokens per grid row")
+        if self.rope == "2d" and (self.width // self.heads) % 4:
+            raise ValueError("2D rotary embeddings need a head dimension divisible by 4")
         if self.ffn_hidden is None:
             object.__setattr__(self, "ffn_hidden", ffn_hidden_size(self.width))
 
@@ -70,31 +86,6 @@ class RMSNorm(nn.Module):
         x32 = x.float()
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * x32.to(x.dtype)
-
-
-def rotate_half(x: Tensor) -> Tensor:
-    first, second = x.chunk(2, dim=-1)
-    return torch.cat((-second, first), dim=-1)
-
-
-class RotaryEmbedding(nn.Module):
-    """cos/sin tables of every position, computed once (non-persistent buffers)."""
-
-    def __init__(self, head_dim: int, max_seq_len: int, base: float) -> None:
-        super().__init__()
-        inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
-        angles = torch.outer(torch.arange(max_seq_len, dtype=torch.float32), inv_freq)
-        angles = torch.cat((angles, angles), dim=-1)  # (max_seq_len, head_dim)
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
-
-    def forward(self, q: Tensor, k: Tensor, start: int) -> tuple[Tensor, Tensor]:
-        """Rotate q, k (B, heads, T, head_dim) by the angles of positions [start, start + T)."""
-        end = start + q.shape[2]
-        if end > self.cos.shape[0]:
-            raise ValueError(f"position {end - 1} exceeds max_seq_len {self.cos.shape[0]}")
-        cos, sin = self.cos[start:end].to(q.dtype), self.sin[start:end].to(q.dtype)  # (T, D)
-        return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
 
 
 class Attention(nn.Module):
@@ -154,7 +145,10 @@ class Llama(nn.Module):
         self.cfg = cfg
         self.vocab_size, self.max_seq_len = cfg.vocab_size, cfg.max_seq_len
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.width)
-        self.rope = RotaryEmbedding(cfg.width // cfg.heads, cfg.max_seq_len, cfg.rope_base)
+        grid_width = cfg.grid_width if cfg.rope == "2d" else None
+        self.rope = RotaryEmbedding(
+            cfg.width // cfg.heads, cfg.max_seq_len, cfg.rope_base, grid_width
+        )
         self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.depth))
         self.norm = RMSNorm(cfg.width, cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.width, cfg.vocab_size, bias=False)
