@@ -21,7 +21,9 @@ so that tokenizer's checkpoint is named too::
 
 ``uv run convert KIND CHECKPOINT OUT_DIR [--options key:value ...]`` does the same from a
 public checkpoint (``taming``, ``beitv2``, ``llamagen``; see ``vq.tokenizers.convert``).
-Options use the ``--config-options`` syntax, e.g. ``--options with_decoder:False``.
+Options use the ``--config-options`` syntax, e.g. ``--options with_decoder:False``. Kind
+``llamagen-gpt`` converts LlamaGen's class-to-image GPTs instead: ``OUT_DIR`` gets the
+weights of our LLaMA network for ``sample``/``test`` (``vq.generators.convert_llamagen``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from torch import Tensor, nn
 from vq.core.checkpoint import consolidate, latest_checkpoint, read_weights
 from vq.core.configfile import load_config, parse_assignments
 from vq.core.errors import EXIT_USER_ERROR, UserError
+from vq.generators import convert_llamagen
 from vq.tokenizers.api import Tokenizer, check_state, kind_of
 from vq.tokenizers.convert import CONVERTERS, convert_checkpoint, converter_options
 from vq.tokenizers.models.pixel_tokenizer import PixelTokenizer, PixelTokenizerConfig
@@ -225,11 +228,16 @@ def convert_command(argv: list[str] | None = None) -> int:
         f"{name}: " + ", ".join(f"{k}={p.default!r}" for k, p in converter_options(name).items())
         for name in CONVERTERS
     )
+    options_help += f"; {convert_llamagen.KIND}: " + ", ".join(
+        f"{k}={p.default!r}" for k, p in convert_llamagen.converter_options().items()
+    )
     parser = argparse.ArgumentParser(
         prog="convert",
-        description="Convert a public tokenizer checkpoint into a from_pretrained directory.",
+        description="Convert a public tokenizer checkpoint into a from_pretrained directory "
+        "(kind llamagen-gpt: a LlamaGen GPT into weights for sample/test).",
     )
-    parser.add_argument("kind", choices=sorted(CONVERTERS), help="which codebase made it")
+    kinds = sorted([*CONVERTERS, convert_llamagen.KIND])
+    parser.add_argument("kind", choices=kinds, help="which codebase made it")
     parser.add_argument("checkpoint", type=Path, help=".ckpt / .pth / .pt file")
     parser.add_argument("out", type=Path, help="output directory")
     parser.add_argument(
@@ -238,6 +246,15 @@ def convert_command(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def run() -> int:
+        if args.kind == convert_llamagen.KIND:  # a proposal network, not a tokenizer
+            gpt = convert_llamagen.convert_checkpoint(
+                args.checkpoint, args.out, parse_assignments(args.options)
+            )
+            print(
+                f"wrote {gpt.describe()} to {args.out} "
+                f"({len(gpt.dropped)} checkpoint entries left out on purpose)"
+            )
+            return 0
         conversion = convert_checkpoint(
             args.kind, args.checkpoint, args.out, parse_assignments(args.options)
         )
