@@ -49,3 +49,48 @@ def test_auto_resume_from_a_damaged_latest_names_the_intact_checkpoint(
     assert f"checkpoint {checkpoints / 'iter_4'} is damaged: cannot read {file}" in error
     assert f"--load-from {checkpoints / 'iter_2'}" in error
     assert train_main(argv(tmp_path, "--load-from", str(checkpoints / "iter_2"))) == 0
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    """Every file below ``directory`` (symlinks as their target) and its bytes."""
+    found = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_symlink():
+            found[str(path)] = os.readlink(path).encode()
+        elif path.is_file():
+            found[str(path)] = path.read_bytes()
+    return found
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--auto-resume", "--config-options", "samples:30"], "belongs to a different config"),
+        (["--load-from", "{work}/run/checkpoints/iter_99"], "no such checkpoint directory"),
+        (["--load-model-from", "{work}/random.safetensors"], "cannot read"),
+        (["--load-model-from", "{work}/nowhere.pt"], "not found"),
+        (["--auto-resume"], "is damaged"),
+    ],
+)
+def test_a_refused_launch_leaves_every_file_of_the_run_as_it_was(
+    tmp_path: Path, capsys, extra: list[str], message: str
+) -> None:
+    assert train_main(argv(tmp_path)) == 0
+    (tmp_path / "random.safetensors").write_bytes(os.urandom(512))
+    if message == "is damaged":
+        state = tmp_path / "run" / "checkpoints" / "iter_4" / "state.pt"
+        state.write_bytes(state.read_bytes()[:50])
+    before = snapshot(tmp_path)
+    capsys.readouterr()
+
+    extra = [e.format(work=tmp_path) for e in extra]
+    assert train_main([*argv(tmp_path), *extra]) == 2
+    assert message in one_error_line(capsys)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_work_dir_that_cannot_be_created_is_one_line(tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert train_main(argv(blocker)) == 2
+    assert f"cannot create work dir {blocker / 'run'}" in one_error_line(capsys)

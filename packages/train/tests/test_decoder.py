@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from vq.core import launch
 from vq.core.checkpoint import load_weights, read_weights
@@ -255,7 +255,7 @@ def _error_of(argv: list[str], capsys) -> str:
 def test_train_command_errors_are_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # no pretrained/ nor data/ here
     weights = tmp_path / "tokenizer.safetensors"
-    weights.write_bytes(b"")
+    save_file({"unrelated": torch.zeros(1)}, str(weights))  # readable: the teacher fails first
     cluster = tokenizer_config(CLUSTER_IMAGENET, tmp_path)
     vqkd = tokenizer_config(VQKD_IMAGENET, tmp_path)
     base = ["decoder/x", str(DECODER_CONFIGS[0]), "--work-dirs", str(tmp_path / "w")]

@@ -40,6 +40,7 @@ from vq.core.parallel import is_sharded, unwrap
 from vq.core.seeding import rng_state, set_rng_state
 from vq.core.tensorfiles import (
     DamagedFileError,
+    check_readable,
     damaged,
     intact,
     read_tensors,
@@ -285,18 +286,34 @@ class Checkpointer:
         try:
             return self._load(state, path)
         except DamagedFileError as error:
-            intact_ones = [
-                p
-                for p in reversed(complete_checkpoints(self.directory))
-                if p.resolve() != path.resolve() and intact(p)
-            ]
-            hint = (
-                f"; the newest intact checkpoint is {intact_ones[0]}: resume from it with "
-                f"--load-from {intact_ones[0]} (in place of --auto-resume)"
-                if intact_ones
-                else "; no other checkpoint of this run is intact"
-            )
-            raise UserError(f"checkpoint {path} is damaged: {error}{hint}") from None
+            raise self._damaged(path, error) from None
+
+    def verify(self, path: Path) -> dict[str, Any]:
+        """What ``load`` would refuse, without loading: foreign, incomplete or damaged
+        checkpoints (every file's header is read, torch files whole); returns the metadata."""
+        path = Path(path).resolve()
+        try:
+            meta = self.check(path)
+            for file in sorted(path.rglob("*")):
+                if file.suffix in (".safetensors", ".pt") and file.is_file():
+                    check_readable(file)
+        except DamagedFileError as error:
+            raise self._damaged(path, error) from None
+        return meta
+
+    def _damaged(self, path: Path, error: DamagedFileError) -> UserError:
+        intact_ones = [
+            p
+            for p in reversed(complete_checkpoints(self.directory))
+            if p.resolve() != path and intact(p)
+        ]
+        hint = (
+            f"; the newest intact checkpoint is {intact_ones[0]}: resume from it with "
+            f"--load-from {intact_ones[0]} (in place of --auto-resume)"
+            if intact_ones
+            else "; no other checkpoint of this run is intact"
+        )
+        return UserError(f"checkpoint {path} is damaged: {error}{hint}")
 
     def _load(self, state: TrainingState, path: Path) -> dict[str, Any]:
         meta = self.check(path)

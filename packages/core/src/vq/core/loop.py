@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ from vq.core.logging import (
 )
 from vq.core.optim import Optimization, OptimizationConfig
 from vq.core.parallel import StrategyConfig, wrap
+from vq.core.tensorfiles import check_readable, weights_file
 
 
 class LoopConfig(Config):
@@ -324,6 +326,40 @@ def _save_visuals(
     grid = image_grid(rows)
     save_png(grid, run.work_dir / "visuals" / f"iter_{iteration}.png")
     board.image("train/" + "|".join(rows), grid, iteration)
+
+
+def check_launch(
+    config: RunConfig, work_dir: Path, resume_from: Path | None, load_model_from: list[Path]
+) -> None:
+    """Every refusal a launch can know before building a model, checked before anything is
+    written into ``work_dir`` (so a refused command leaves the run's files as they were):
+    weights files that do not read, a checkpoint of another config or a damaged one, and a
+    work dir that cannot be written."""
+    for path in load_model_from:
+        check_readable(weights_file(Path(path)))
+    if resume_from is not None:
+        Checkpointer(
+            work_dir / "checkpoints",
+            fingerprint=run_fingerprint(config),
+            strategy=config.strategy.kind,
+        ).verify(resume_from)
+    check_writable(work_dir)
+
+
+def check_writable(directory: Path) -> None:
+    """UserError unless ``directory`` exists and takes a file, or can be created."""
+    existing = directory
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"cannot create work dir {directory}: {existing} is not a directory")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".vq-write-probe-"):
+            pass
+    except OSError as error:
+        raise UserError(
+            f"work dir {directory} is not writable: {error.strerror} (in {existing})"
+        ) from None
 
 
 def resolve_resume(work_dir: Path, load_from: Path | None, auto_resume: bool) -> Path | None:

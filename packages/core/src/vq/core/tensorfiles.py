@@ -102,9 +102,9 @@ def intact(directory: Path) -> bool:
     return True
 
 
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from a ``.safetensors`` file, a ``.pt``/``.pth`` file (tensors only) or a
-    checkpoint directory (its ``models/model.safetensors``)."""
+def weights_file(path: Path) -> Path:
+    """The file behind a ``--load-model-from`` path: itself, or a checkpoint directory's
+    ``models/model.safetensors``."""
     path = Path(path)
     if path.is_dir():
         candidate = path / "models" / "model.safetensors"
@@ -113,6 +113,13 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
         path = candidate
     if not path.is_file():
         raise UserError(f"weights file not found: {path}")
+    return path
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.safetensors`` file, a ``.pt``/``.pth`` file (tensors only) or a
+    checkpoint directory (its ``models/model.safetensors``)."""
+    path = weights_file(path)
     if path.suffix == ".safetensors":
         return read_tensors(path)
     state = read_torch(path)

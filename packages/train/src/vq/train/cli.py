@@ -22,7 +22,14 @@ from vq.core.config import Config
 from vq.core.configfile import apply_overrides, dump_config, load_config, parse_assignments
 from vq.core.errors import EXIT_USER_ERROR, UserError
 from vq.core.logging import LOGGER, setup_logging
-from vq.core.loop import NonFiniteLossError, Run, RunConfig, resolve_resume, train
+from vq.core.loop import (
+    NonFiniteLossError,
+    Run,
+    RunConfig,
+    check_launch,
+    resolve_resume,
+    train,
+)
 from vq.core.registry import TRAINERS
 from vq.core.seeding import rank_seed, seed_everything
 
@@ -135,6 +142,17 @@ def run_train(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         work_dir = work_dir_of(args.name, args.work_dirs)
         command = shlex.join(["train", *argv])
+        # Everything that can refuse the launch, before anything is written to work_dir.
+        resume_from = resolve_resume(work_dir, args.load_from, args.auto_resume)
+        problem = None
+        if distributed.is_main():
+            try:
+                check_launch(config, work_dir, resume_from, list(args.load_model_from))
+            except UserError as error:
+                problem = str(error)
+        problem = distributed.all_gather_objects(problem)[0]  # rank 0's verdict, on every rank
+        if problem is not None:
+            raise UserError(problem)
         if distributed.is_main():
             work_dir.mkdir(parents=True, exist_ok=True)
             write_resolved_config(config, work_dir, args.config, f"command: {command}")
@@ -156,7 +174,7 @@ def run_train(args: argparse.Namespace, argv: list[str]) -> int:
             seed=args.seed,
             autocast_enabled=args.autocast,
             load_model_from=list(args.load_model_from),
-            resume_from=resolve_resume(work_dir, args.load_from, args.auto_resume),
+            resume_from=resume_from,
         )
         trainer = TRAINERS.get(config.trainer)(config, run)
         train(run, trainer)
@@ -192,7 +210,10 @@ def train_main(argv: list[str] | None = None) -> int:
 
 
 def _validate_only(args: argparse.Namespace) -> int:
-    resolve_config(args.config, args.config_options, args.override)
+    config = resolve_config(args.config, args.config_options, args.override)
+    work_dir = work_dir_of(args.name, args.work_dirs)
+    resume_from = resolve_resume(work_dir, args.load_from, args.auto_resume)
+    check_launch(config, work_dir, resume_from, list(args.load_model_from))
     return 0
 
 
