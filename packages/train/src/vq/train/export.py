@@ -36,12 +36,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from vq.core.checkpoint import consolidate, latest_checkpoint, read_weights
 from vq.core.configfile import load_config, parse_assignments
 from vq.core.errors import EXIT_USER_ERROR, UserError
+from vq.core.tensorfiles import read_tensors
 from vq.generators import convert_llamagen
 from vq.tokenizers.api import Tokenizer, check_state, kind_of
 from vq.tokenizers.convert import CONVERTERS, convert_checkpoint, converter_options
@@ -107,11 +107,11 @@ def read_model_weights(checkpoint: Path) -> dict:
     if MODEL not in meta.get("modules", {}):
         raise UserError(f"{checkpoint} has no model {MODEL!r}; it has {sorted(meta['modules'])}")
     if not meta.get("sharded"):
-        return load_file(str(checkpoint / "models" / f"{MODEL}.safetensors"))
+        return read_tensors(checkpoint / "models" / f"{MODEL}.safetensors")
     with tempfile.TemporaryDirectory() as tmp:
         consolidated = Path(tmp) / f"{MODEL}.safetensors"
         consolidate(checkpoint, consolidated, MODEL)
-        return load_file(str(consolidated))
+        return read_tensors(consolidated)
 
 
 def pixel_decoder_parts(model: nn.Module) -> tuple[str, ...]:
