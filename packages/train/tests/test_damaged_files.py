@@ -94,3 +94,24 @@ def test_a_work_dir_that_cannot_be_created_is_one_line(tmp_path: Path, capsys) -
     blocker.write_text("not a directory")
     assert train_main(argv(blocker)) == 2
     assert f"cannot create work dir {blocker / 'run'}" in one_error_line(capsys)
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.syspath_prepend(str(CONFIG.parent.parent))  # where the toy config imports from
+    import toy_trainers
+
+    step = toy_trainers.ToyTrainer.step
+
+    def diverging(self, batch, iteration):
+        logs = step(self, batch, iteration)
+        return {**logs, "loss": float("nan")} if iteration == 3 else logs
+
+    monkeypatch.setattr(toy_trainers.ToyTrainer, "step", diverging)
+    assert train_main(argv(tmp_path)) == 1
+    error = one_error_line(capsys)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert "non-finite values at iteration 3" in error and "loss nan" in error.lower()
+    assert f"last good checkpoint: {checkpoints / 'iter_2'}" in error
+    assert sorted(p.name for p in checkpoints.glob("iter_*")) == ["iter_2"]
