@@ -12,6 +12,8 @@ import datetime
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import torch
 import torch.distributed as dist
@@ -70,6 +72,26 @@ def relaunch(nproc: int, module: str, argv: list[str]) -> int:
     return subprocess.call(command, env=env)
 
 
+def die_with_launcher(poll_s: float = 1.0) -> threading.Thread:
+    """Exit this worker when the process that started it (torchrun's agent) is gone.
+
+    torchrun starts each worker in a new POSIX session, so ``kill -9`` of the launcher's
+    process group does not reach them: they would go on training and publishing
+    checkpoints into the run a resume then writes to. A daemon thread watches the parent
+    pid and ends the process as soon as it changes (re-parented to init or a subreaper).
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)  # no cleanup: the launcher that would coordinate it is gone
+
+    thread = threading.Thread(target=watch, name="vq-die-with-launcher", daemon=True)
+    thread.start()
+    return thread
+
+
 def init_process_group(timeout_s: float = 600) -> torch.device:
     """Join the torchrun process group, or alone create a group of one; return the device.
 
@@ -93,6 +115,7 @@ def init_process_group(timeout_s: float = 600) -> torch.device:
             backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout
         )
         return device
+    die_with_launcher()
     try:
         dist.init_process_group(backend, timeout=timeout, device_id=device if cuda else None)
     except (RuntimeError, ValueError, TimeoutError) as e:

@@ -62,6 +62,7 @@ from vq.core.logging import (
 )
 from vq.core.optim import Optimization, OptimizationConfig
 from vq.core.parallel import StrategyConfig, wrap
+from vq.core.runlock import check_free
 from vq.core.tensorfiles import check_readable, weights_file
 
 
@@ -333,8 +334,9 @@ def check_launch(
 ) -> None:
     """Every refusal a launch can know before building a model, checked before anything is
     written into ``work_dir`` (so a refused command leaves the run's files as they were):
-    weights files that do not read, a checkpoint of another config or a damaged one, and a
+    another live launch of the same run, weights files that do not read, a checkpoint of another config or a damaged one, and a
     work dir that cannot be written."""
+    check_free(work_dir)
     for path in load_model_from:
         check_readable(weights_file(Path(path)))
     if resume_from is not None:

@@ -10,13 +10,14 @@ under torchrun it joins the process group. Products go to ``work_dirs/NAME/``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
-from vq.core import distributed, launch
+from vq.core import distributed, launch, runlock
 from vq.core.checkpoint import CheckpointError, consolidate
 from vq.core.config import Config
 from vq.core.configfile import apply_overrides, dump_config, load_config, parse_assignments
@@ -136,25 +137,38 @@ def write_resolved_config(config: Config, work_dir: Path, source: Path, header: 
     return target
 
 
+def claim_run(
+    config: RunConfig,
+    work_dir: Path,
+    resume_from: Path | None,
+    load_model_from: list[Path],
+    stack: contextlib.ExitStack,
+) -> None:
+    """Check everything that can refuse the launch, then take the run's lock: on rank 0,
+    before anything is written to ``work_dir``, with its verdict raised on every rank."""
+    problem = None
+    if distributed.is_main():
+        try:
+            check_launch(config, work_dir, resume_from, load_model_from)
+            work_dir.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(runlock.hold(work_dir))
+        except UserError as error:
+            problem = str(error)
+    problem = distributed.all_gather_objects(problem)[0]  # rank 0's verdict, on every rank
+    if problem is not None:
+        raise UserError(problem)
+
+
 def run_train(args: argparse.Namespace, argv: list[str]) -> int:
     config = resolve_config(args.config, args.config_options, args.override)
     device = launch.init_process_group()
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(launch.destroy_process_group)
         work_dir = work_dir_of(args.name, args.work_dirs)
         command = shlex.join(["train", *argv])
-        # Everything that can refuse the launch, before anything is written to work_dir.
         resume_from = resolve_resume(work_dir, args.load_from, args.auto_resume)
-        problem = None
+        claim_run(config, work_dir, resume_from, list(args.load_model_from), stack)
         if distributed.is_main():
-            try:
-                check_launch(config, work_dir, resume_from, list(args.load_model_from))
-            except UserError as error:
-                problem = str(error)
-        problem = distributed.all_gather_objects(problem)[0]  # rank 0's verdict, on every rank
-        if problem is not None:
-            raise UserError(problem)
-        if distributed.is_main():
-            work_dir.mkdir(parents=True, exist_ok=True)
             write_resolved_config(config, work_dir, args.config, f"command: {command}")
         distributed.barrier()
         header = f"command\n{command}\nresolved config ({args.config})\n{config.model_dump_json(indent=2)}"
@@ -179,8 +193,6 @@ def run_train(args: argparse.Namespace, argv: list[str]) -> int:
         trainer = TRAINERS.get(config.trainer)(config, run)
         train(run, trainer)
         LOGGER.info("done: %s", work_dir)
-    finally:
-        launch.destroy_process_group()
     return 0
 
 
