@@ -94,3 +94,33 @@ def test_no_intact_checkpoint_is_said(tmp_path: Path) -> None:
     truncate(tmp_path / "checkpoints" / "iter_1" / "state.pt")
     with pytest.raises(UserError, match="no other checkpoint of this run is intact"):
         checkpointer.load(state, tmp_path / "checkpoints" / "latest")
+
+
+def test_every_form_of_a_full_disk_reads_the_same(tmp_path: Path, monkeypatch) -> None:
+    from collections import namedtuple
+
+    from vq.core import tensorfiles
+
+    usage = namedtuple("usage", "total used free")
+
+    def zip_writer_fails(obj, f):  # how torch's zip writer reports a full disk
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", zip_writer_fails)
+    monkeypatch.setattr(tensorfiles.shutil, "disk_usage", lambda p: usage(1 << 30, 1 << 30, 4096))
+    with pytest.raises(OSError, match=r"No space left on device \(0 MiB free\)") as caught:
+        tensorfiles.write_torch({}, tmp_path / "state.pt")
+    assert caught.value.filename == str(tmp_path / "state.pt")
+
+    def os_reports_it(tensors, filename):
+        raise OSError(28, "No space left on device", filename)
+
+    monkeypatch.setattr(tensorfiles, "save_file", os_reports_it)
+    with pytest.raises(OSError, match="No space left on device"):
+        tensorfiles.write_tensors({"w": torch.zeros(1)}, tmp_path / "w.safetensors")
+
+    # with space left, the library's own first line is kept
+    monkeypatch.setattr(tensorfiles.shutil, "disk_usage", lambda p: usage(1 << 40, 0, 1 << 40))
+    with pytest.raises(OSError, match=r"enforce fail") as caught:
+        tensorfiles.write_torch({}, tmp_path / "state.pt")
+    assert "No space" not in str(caught.value)

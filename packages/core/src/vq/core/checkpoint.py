@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 from vq.core import distributed
@@ -46,6 +45,8 @@ from vq.core.tensorfiles import (
     read_tensors,
     read_torch,
     read_weights,
+    write_tensors,
+    write_torch,
 )
 
 FORMAT = 1
@@ -87,16 +88,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    # clone: safetensors refuses tensors that share storage (tied embeddings)
-    save_file({k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}, str(path))
-
-
-def _torch_save(obj: Any, path: Path) -> None:
-    with open(path, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
+# The two writers of every checkpoint file; module attributes, so tests can inject faults.
+_save_tensors = write_tensors
+_torch_save = write_torch
 
 
 def module_state(tracked: Tracked) -> dict[str, torch.Tensor]:

@@ -1,22 +1,26 @@
-"""Reading weight and checkpoint files with errors a user can act on.
+"""Reading and writing weight and checkpoint files with errors a user can act on.
 
 safetensors, zip (``torch.save``'s container) and pickle each fail in their own words on a
 truncated, random or foreign file (``SafetensorError: header too large``, ``PytorchStreamReader
 failed reading zip archive``, ``UnpicklingError``). Every reader here turns those into one
 ``UserError`` that names the file and says what is wrong with it, so a command ends with one
-``error:`` line and exit status 2 instead of a library traceback.
+``error:`` line and exit status 2 instead of a library traceback. The writers turn every
+way a full disk shows itself into the same ``No space left on device`` error.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import pickle
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from vq.core.errors import UserError
 
@@ -128,3 +132,46 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{path} does not hold a flat state dict of tensors")
     return state
+
+
+LOW_SPACE_BYTES = 64 * 2**20
+"""A write that fails with less free space than this is reported as a full disk."""
+
+
+def write_failure(error: Exception, path: Path) -> OSError:
+    """One plain cause for a failed write of ``path``: torch's zip writer reports a full
+    disk as ``enforce fail ... file write failed``, safetensors in its own words, the OS
+    as ENOSPC; all of them become ``No space left on device (N MiB free)``."""
+    try:
+        free: int | None = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    full = isinstance(error, OSError) and error.errno == errno.ENOSPC
+    if full or (free is not None and free < LOW_SPACE_BYTES):
+        shown = f" ({free / 2**20:.0f} MiB free)" if free is not None else ""
+        return OSError(errno.ENOSPC, f"No space left on device{shown}", str(path))
+    if isinstance(error, OSError):
+        return error
+    text = str(error).strip().splitlines()
+    return OSError(errno.EIO, text[0] if text else type(error).__name__, str(path))
+
+
+def write_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Write ``tensors`` as safetensors; a failure is one plain ``OSError``."""
+    # clone: safetensors refuses tensors that share storage (tied embeddings)
+    tensors = {k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}
+    try:
+        save_file(tensors, str(path))
+    except (OSError, RuntimeError, SafetensorError) as error:
+        raise write_failure(error, path) from None
+
+
+def write_torch(obj: Any, path: Path) -> None:
+    """``torch.save`` to ``path``, synced; a failure is one plain ``OSError``."""
+    try:
+        with open(path, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except (OSError, RuntimeError) as error:
+        raise write_failure(error, path) from None
