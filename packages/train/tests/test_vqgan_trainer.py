@@ -36,7 +36,8 @@ FAMILY_CONFIGS = sorted(
     p
     for family in ("vqgan", "cvqvae", "fsq", "llamagen")
     for p in (CONFIGS / family).glob("*.py")
-    if not p.name.startswith("_")
+    # c2i_*: LlamaGen's proposal networks (AR runs, tested in test_llamagen_released.py)
+    if not p.name.startswith(("_", "c2i_"))
 )
 DEMO_CONFIGS = [CONFIGS / "demo" / f"{name}_photos.py" for name in ("vqgan", "cvqvae", "fsq")]
 
