@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
@@ -70,6 +71,24 @@ def relaunch(nproc: int, module: str, argv: list[str]) -> int:
         # torchrun sets OMP_NUM_THREADS=1 per rank; on CPU share the cores instead
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     return subprocess.call(command, env=env)
+
+
+def run_or_relaunch(
+    nproc: int | None,
+    module: str,
+    argv: list[str],
+    run: Callable[[], int],
+    validate: Callable[[], int],
+) -> int:
+    """``run()`` in this process, or, outside torchrun with ``nproc`` (default: one per GPU)
+    above one, ``python -m module argv`` under torchrun once ``validate()`` returned 0: a
+    mistake then fails once, fast, instead of in every process."""
+    if not under_torchrun():
+        nproc = nproc or default_nproc()
+        if nproc > 1:
+            code = validate()
+            return code if code else relaunch(nproc, module, argv)
+    return run()
 
 
 def die_with_launcher(poll_s: float = 1.0) -> threading.Thread:

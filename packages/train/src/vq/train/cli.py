@@ -210,15 +210,13 @@ def _guarded(function: Any, *args: Any) -> int:
 def train_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_train_parser().parse_args(argv)
-    if not launch.under_torchrun():
-        nproc = args.nproc or launch.default_nproc()
-        if nproc > 1:
-            # validate before starting N processes, so a typo fails once, fast
-            code = _guarded(_validate_only, args)
-            if code:
-                return code
-            return launch.relaunch(nproc, "vq.train", argv)
-    return _guarded(run_train, args, argv)
+    return launch.run_or_relaunch(
+        args.nproc,
+        "vq.train",
+        argv,
+        run=lambda: _guarded(run_train, args, argv),
+        validate=lambda: _guarded(_validate_only, args),
+    )
 
 
 def _validate_only(args: argparse.Namespace) -> int:

@@ -425,14 +425,13 @@ def command_main(command: str, argv: list[str] | None = None) -> int:
         return fid_command_main(argv)
     build_parser, run = _COMMANDS[command]
     args = build_parser().parse_args(argv)
-    if not launch.under_torchrun():
-        nproc = args.nproc or launch.default_nproc()
-        if nproc > 1:
-            code = _guarded(_validate_only, args, command)
-            if code:
-                return code
-            return launch.relaunch(nproc, "vq.train.eval_cli", [command, *argv])
-    return _guarded(run, args, argv)
+    return launch.run_or_relaunch(
+        args.nproc,
+        "vq.train.eval_cli",
+        [command, *argv],
+        run=lambda: _guarded(run, args, argv),
+        validate=lambda: _guarded(_validate_only, args, command),
+    )
 
 
 def _validate_only(args: argparse.Namespace, command: str) -> int:

@@ -428,15 +428,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_fid_parser().parse_args(argv)
     if args.images is not None:
         return _guarded(_run_folders_command, args)
-    if not launch.under_torchrun():
-        nproc = args.nproc or launch.default_nproc()
-        if nproc > 1:
-            # validate before starting N processes, so a typo fails once, fast
-            code = _guarded(_validate_only, args)
-            if code:
-                return code
-            return launch.relaunch(nproc, "vq.train.fid_command", argv)
-    return _guarded(run_fid, args, argv)
+    return launch.run_or_relaunch(
+        args.nproc,
+        "vq.train.fid_command",
+        argv,
+        run=lambda: _guarded(run_fid, args, argv),
+        validate=lambda: _guarded(_validate_only, args),
+    )
 
 
 def fid_main() -> None:
