@@ -1,4 +1,4 @@
-"""The reference's class-to-image AR recipe on ImageNet (RECIPES §3.8, §2.4).
+"""The reference's class-to-image AR recipe on ImageNet (configs/ar/README.md).
 
 A GPT-2 (pretrained text weights) or LLaMA (from scratch) network models ``[class] + 16x16``
 tokens of a frozen tokenizer run: 260k iterations of 96 images (global), weak augmentation

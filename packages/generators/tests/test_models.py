@@ -42,7 +42,7 @@ def test_llama_medium_parameter_count() -> None:
     assert ours.cfg.ffn_hidden == 2816
     assert count == pytest.approx(llama_param_count(9193, 24, 1024, 2816), rel=0.01)
     assert count == pytest.approx(327.2e6, rel=0.01)
-    # RECIPES: "matches LlamaGen GPT-L (~343M)", whose vocabulary holds 16384 codes.
+    # The reference's medium network matches LlamaGen GPT-L (~343M), with 16384 codes.
     assert sum(p.numel() for p in llamagen.parameters()) == pytest.approx(343e6, rel=0.01)
 
 

@@ -11,7 +11,7 @@ from torch import nn
 from vq.tokenizers.optim_groups import param_groups, split_decay
 from vq.tokenizers.vit import ViT, ViTConfig
 
-# The reference's VQ-KD groups (RECIPES §2.4), transcribed as regular expressions.
+# The reference's VQ-KD groups, transcribed as regular expressions.
 BLOCK = r"blocks\.\d+\."
 REFERENCE_NO_DECAY = re.compile(
     r"_(en|de)coder\."

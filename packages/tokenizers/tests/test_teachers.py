@@ -36,7 +36,7 @@ SMALL = {
     "convnext": {"widths": (8, 16, 32, 64), "depths": (1, 1, 1, 1)},
     "efficientnet_lite0": None,  # 4.7M parameters: small as it is
 }
-# (dim, patch size, native image size) of the real networks (RECIPES §3.5).
+# (dim, patch size, native image size) of the real networks.
 REAL_SIZES = {
     "clip": (512, 16, 224),
     "dino": (768, 16, 224),

@@ -3,11 +3,14 @@
 A config file is a Python file that defines ``config(**options) -> Config``. Its keyword
 parameters are the options ``--config-options`` may set; anything else is an error::
 
-    # configs/vqgan/8192_dd2_aglwg075_imagenet_ddp.py
-    from vq.train.recipes import vqgan
+    # configs/vqgan/8192_dd2_aglwg075_imagenet_ddp.py (shortened)
+    from vq.tokenizers.discriminators import PatchGANConfig
+    from vq.tokenizers.quantizers import VectorQuantizerConfig
+    from vq.train.trainers.vqgan import vqgan_recipe
 
     def config(iters: int = 260_000):
-        return vqgan(codebook_size=8192, discriminator_depth=2, gain=0.75, iters=iters)
+        quantizer = VectorQuantizerConfig.preset("vqgan", num_codes=8192, dim=256)
+        return vqgan_recipe(quantizer, discriminator=PatchGANConfig(depth=2), gain=0.75, iters=iters)
 
 Values on the command line are parsed with ``ast`` and a small whitelist of node types
 (literals, ``dict(a=1)``-style calls of ``dict``/``list``/``tuple``/``set``, unary minus,

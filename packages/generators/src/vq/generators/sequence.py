@@ -114,7 +114,7 @@ def token_accuracy(
     (batch mean, or (B,) with ``per_sample``).
 
     Conditional logits only: for a guided model call this on the conditional batch, never on
-    a half-guided one (the reference's bug, RECIPES §8). The reference's own metric draws the
+    a half-guided one (a bug of the reference). The reference's own metric draws the
     prediction with the sampler instead: ``vq.generators.sampling.sampled_token_accuracy``.
     """
     hits = (layout.predictions(logits).argmax(-1) == layout.targets(tokens)).float()

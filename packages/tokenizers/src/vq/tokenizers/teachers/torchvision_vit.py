@@ -2,7 +2,7 @@
 
 Targets are the 768-d **patch** tokens of the encoder output (after ``encoder.ln``),
 ``tokens[:, 1:]``. The reference's forward hook kept ``tokens[:, :-1]`` instead, i.e.
-[cls, p0 .. p194], shifting every target one position (RECIPES §8); that bug is fixed here.
+[cls, p0 .. p194], shifting every target one position; that bug is fixed here.
 
 torchvision's ViT checks the input size against the one it was built for, so a teacher
 at another resolution is built for it and the checkpoint's position embeddings are

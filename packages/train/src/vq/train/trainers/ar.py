@@ -27,7 +27,7 @@ safetensors file with::
 of each image (no random crop or flip, unlike on-the-fly tokenization); it saves the
 tokenizer's forward pass in every step of a long run.
 
-Recipe (RECIPES §2.4, §3.8): AdamW lr 1e-4, betas (0.9, 0.98), weight decay 0.2 on every
+Recipe (configs/ar/README.md): AdamW lr 1e-4, betas (0.9, 0.98), weight decay 0.2 on every
 parameter, eps 1e-6; cosine from 1e-4 to 0 over the run, no warm-up; 260k iterations of 96
 images; weak augmentation; samples drawn with temperature 1.0, top-k 600, top-p 0.92.
 """

@@ -17,7 +17,7 @@ a reconstruction recipe of the VQGAN family, and the pair becomes one tokenizer
   discriminator trains as in the recipe.
 * The GAN step is ``VQGANTrainer``'s (one generator forward, a generator step with the
   reconstruction and GAN terms, a discriminator step on the detached reconstruction):
-  the recipes are the reference's IR configs (RECIPES 3.7), LlamaGen's VQGAN
+  the recipes are the reference's IR configs (configs/decoder/README.md), LlamaGen's VQGAN
   (``configs/decoder/llamagen.py``) or taming's ``dd2_aglwg075`` (``configs/decoder/vqgan.py``).
 """
 

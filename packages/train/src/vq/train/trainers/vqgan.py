@@ -78,7 +78,7 @@ class GANConfig(Config):
     """Weight of the R1 gradient penalty on real images (0: off, as in every recipe)."""
 
 
-# Taming's optimizers (RECIPES 2.4): Adam, betas (0.5, 0.9), constant LR, no weight decay.
+# Taming's optimizers (configs/vqgan/README.md): Adam, betas (0.5, 0.9), constant LR, no weight decay.
 TAMING_GENERATOR = OptimizationConfig(optimizer=OptimizerConfig(lr=5.4e-5, betas=(0.5, 0.9)))
 TAMING_DISCRIMINATOR = OptimizationConfig(optimizer=OptimizerConfig(lr=4.32e-4, betas=(0.5, 0.9)))
 # LlamaGen's VQGAN: Adam 1e-4, betas (0.9, 0.95), for both.
@@ -322,7 +322,7 @@ class VQGANTrainer:
 
 
 def imagenet(root: str = "data/imagenet", image_size: int = 256) -> ImageNetConfig:
-    """ImageNet-1k with the tokenizers' "strong" augmentation (RECIPES 4.3)."""
+    """ImageNet-1k with the tokenizers' "strong" augmentation (docs/data.md)."""
     return ImageNetConfig(root=root, image_size=image_size, augmentation="strong")
 
 
