@@ -7,7 +7,6 @@ the same on a laptop and on many nodes.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
@@ -24,10 +23,6 @@ def rank() -> int:
 
 def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
-
-
-def local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def is_main() -> bool:

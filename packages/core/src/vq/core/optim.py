@@ -205,9 +205,6 @@ class Optimization:
             self.ema.update(iteration if iteration is not None else self.steps)
         return logs
 
-    def zero_grad(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-
     def state_dict(self) -> dict[str, Any]:
         return {
             "optimizer": self.optimizer.state_dict(),
