@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from vq.core.checkpoint import load_weights
 from vq.core.errors import UserError
+from vq.core.tensorfiles import load_weights
 from vq.decoders import DecodedTokenizer, DecodedTokenizerConfig, pixel_decoder_preset
 from vq.tokenizers.autoencoders.vqgan import VQGANDecoderConfig
 from vq.tokenizers.connectors import ConnectorConfig

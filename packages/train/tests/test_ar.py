@@ -14,11 +14,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from vq.core.checkpoint import read_weights
 from vq.core.configfile import dump_config, load_config
 from vq.core.errors import UserError
 from vq.core.loop import LoopConfig, RunConfig
 from vq.core.parallel import _shard_units
+from vq.core.tensorfiles import read_weights
 from vq.core.testing import run_distributed
 from vq.generators import ProposalNetworkConfig, build_proposal_network
 from vq.tokenizers.models.pixel_tokenizer import PixelTokenizer, PixelTokenizerConfig

@@ -15,10 +15,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from vq.core import launch
-from vq.core.checkpoint import load_weights, read_weights
 from vq.core.configfile import dump_config, load_config
 from vq.core.loop import Run, train
 from vq.core.registry import TRAINERS
+from vq.core.tensorfiles import load_weights, read_weights
 from vq.decoders import DecodedTokenizer
 from vq.tokenizers.autoencoders.vqgan import VQGANDecoderConfig
 from vq.tokenizers.models.cluster import ClusterConfig

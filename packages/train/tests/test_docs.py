@@ -308,18 +308,18 @@ def check_sample(argv: list[str], where: str, resolved: ResolvedConfigs) -> None
 
 def check_evaluation(command: str) -> Callable[[list[str], str, ResolvedConfigs], None]:
     def check(argv: list[str], where: str, resolved: ResolvedConfigs) -> None:
-        from vq.train import eval_cli
+        from vq.train import eval_cli, fid_command
 
         builders = {
             "val": eval_cli.build_val_parser,
             "test": eval_cli.build_test_parser,
-            "fid": eval_cli.build_fid_parser,
+            "fid": fid_command.build_fid_parser,
         }
         args = parse(builders[command](), argv, where)
         if command == "fid":
             args.config = Path(resolved.substitute([str(args.config)], where)[0])
             args.config_options = resolved.substitute(args.config_options, where)
-            eval_cli._dataset_of(args)  # what `fid` builds before it reads any image
+            fid_command._dataset_of(args)  # what `fid` builds before it reads any image
         else:
             build_run_config(args.config, args.config_options, args.override, where, resolved)
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from vq.core.checkpoint import load_weights
 from vq.core.configfile import load_config
+from vq.core.tensorfiles import load_weights
 from vq.train.cli import train_main
 from vq.train.data import build_dataset, collate, to_uint8
 from vq.train.eval_cli import command_main

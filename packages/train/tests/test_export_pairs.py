@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vq.core.checkpoint import load_weights
 from vq.core.configfile import load_config
+from vq.core.tensorfiles import load_weights
 from vq.decoders import DecodedTokenizer
 from vq.tokenizers.api import Tokenizer
 from vq.train.cli import train_main

@@ -17,6 +17,7 @@ from skimage import data
 from vq.train import eval_cli
 from vq.train.fid_command import (
     FOLDER_PREPROCESSING,
+    _dataset_of,
     build_fid_parser,
     folder_rows,
     image_files,
@@ -296,4 +297,4 @@ def test_eval_cli_still_dispatches_fid(folders, capsys):
     argv = _args("--images", a, "--reference", b, "--inception", "nowhere.pth")
     assert eval_cli.command_main("fid", argv) == 2
     assert "nowhere.pth" in capsys.readouterr().err
-    assert eval_cli._dataset_of(build_fid_parser().parse_args(argv)) is None
+    assert _dataset_of(build_fid_parser().parse_args(argv)) is None

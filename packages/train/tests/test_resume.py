@@ -18,7 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from vq.core import checkpoint as checkpoint_module
-from vq.core.checkpoint import complete_checkpoints, latest_checkpoint, load_weights
+from vq.core.checkpoint import complete_checkpoints, latest_checkpoint
+from vq.core.tensorfiles import load_weights
 from vq.core.testing import run_distributed
 from vq.train.cli import consolidate_main, train_main
 

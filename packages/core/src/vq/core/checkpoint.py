@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,6 @@ from vq.core.tensorfiles import (
     intact,
     read_tensors,
     read_torch,
-    read_weights,
     write_tensors,
     write_torch,
 )
@@ -394,39 +392,6 @@ def _load_without_optimizer(opt: Optimization, state: dict[str, Any]) -> None:
 
 
 # -------------------------------------------------------------- weights only ---------
-
-
-@dataclass
-class LoadReport:
-    loaded: list[str]
-    missing: list[str]
-    unexpected: list[str]
-    mismatched: list[str]
-
-    def summary(self) -> str:
-        return (
-            f"loaded {len(self.loaded)} tensors; missing {len(self.missing)}"
-            f"{_few(self.missing)}; unexpected {len(self.unexpected)}{_few(self.unexpected)}; "
-            f"shape-mismatched {len(self.mismatched)}{_few(self.mismatched)}"
-        )
-
-
-def _few(keys: list[str]) -> str:
-    return f" ({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''})" if keys else ""
-
-
-def load_weights(module: nn.Module, files: Iterable[Path]) -> LoadReport:
-    """Load the merged state dicts of ``files`` (later files win) into ``module``."""
-    merged: dict[str, torch.Tensor] = {}
-    for f in files:
-        merged.update(read_weights(Path(f)))
-    target = unwrap(module)
-    own = target.state_dict()
-    usable = {k: v for k, v in merged.items() if k in own and own[k].shape == v.shape}
-    mismatched = [k for k in merged if k in own and own[k].shape != merged[k].shape]
-    missing, unexpected = target.load_state_dict(usable, strict=False)
-    unexpected = [k for k in merged if k not in own]
-    return LoadReport(sorted(usable), sorted(missing), sorted(unexpected), sorted(mismatched))
 
 
 # -------------------------------------------------------------- consolidation --------

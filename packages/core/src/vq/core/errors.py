@@ -12,3 +12,12 @@ EXIT_USER_ERROR = 2
 
 class UserError(Exception):
     """A mistake in the input of a command: printed as one line, exit status 2."""
+
+
+def few(names: list[str], limit: int = 5) -> str:
+    """The first ``limit`` of ``names`` for a one-line message: ``a, b, ... (12 in all)``,
+    or ``none``."""
+    if not names:
+        return "none"
+    more = f", ... ({len(names)} in all)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more

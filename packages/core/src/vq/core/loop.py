@@ -45,7 +45,6 @@ from vq.core.checkpoint import (
     Tracked,
     TrainingState,
     latest_checkpoint,
-    load_weights,
 )
 from vq.core.config import Config
 from vq.core.configfile import fingerprint
@@ -63,7 +62,7 @@ from vq.core.logging import (
 from vq.core.optim import Optimization, OptimizationConfig
 from vq.core.parallel import StrategyConfig, wrap
 from vq.core.runlock import check_free
-from vq.core.tensorfiles import check_readable, weights_file
+from vq.core.tensorfiles import check_readable, load_weights, weights_file
 
 
 class LoopConfig(Config):

@@ -15,14 +15,18 @@ import os
 import pickle
 import shutil
 import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
+from torch import nn
 
-from vq.core.errors import UserError
+from vq.core.errors import UserError, few
+from vq.core.parallel import unwrap
 
 # What the libraries raise for a file that is not what it should be.
 _READ_ERRORS = (
@@ -132,6 +136,39 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{path} does not hold a flat state dict of tensors")
     return state
+
+
+@dataclass
+class LoadReport:
+    loaded: list[str]
+    missing: list[str]
+    unexpected: list[str]
+    mismatched: list[str]
+
+    def summary(self) -> str:
+        return (
+            f"loaded {len(self.loaded)} tensors; missing {len(self.missing)}"
+            f"{_listed(self.missing)}; unexpected {len(self.unexpected)}{_listed(self.unexpected)}; "
+            f"shape-mismatched {len(self.mismatched)}{_listed(self.mismatched)}"
+        )
+
+
+def _listed(keys: list[str]) -> str:
+    return f" ({few(keys, 4)})" if keys else ""
+
+
+def load_weights(module: nn.Module, files: Iterable[Path]) -> LoadReport:
+    """Load the merged state dicts of ``files`` (later files win) into ``module``."""
+    merged: dict[str, torch.Tensor] = {}
+    for f in files:
+        merged.update(read_weights(Path(f)))
+    target = unwrap(module)
+    own = target.state_dict()
+    usable = {k: v for k, v in merged.items() if k in own and own[k].shape == v.shape}
+    mismatched = [k for k in merged if k in own and own[k].shape != merged[k].shape]
+    missing, unexpected = target.load_state_dict(usable, strict=False)
+    unexpected = [k for k in merged if k not in own]
+    return LoadReport(sorted(usable), sorted(missing), sorted(unexpected), sorted(mismatched))
 
 
 LOW_SPACE_BYTES = 64 * 2**20

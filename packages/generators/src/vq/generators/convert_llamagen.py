@@ -45,7 +45,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
-from vq.core.errors import UserError
+from vq.core.errors import UserError, few
 from vq.generators.config import ProposalNetworkConfig
 from vq.generators.llama import PRESETS, LlamaConfig, ffn_hidden_size
 from vq.tokenizers.convert.common import find_state_dict, read_checkpoint
@@ -189,18 +189,18 @@ def convert(
     if unknown:
         raise UserError(
             f"{source}: keys that are not part of a LlamaGen class-to-image GPT: "
-            f"{_few(unknown)}; is it the right converter for this checkpoint?"
+            f"{few(unknown)}; is it the right converter for this checkpoint?"
         )
     missing = sorted(k for k in expected if k not in state)
     if missing:
-        raise UserError(f"{source}: the checkpoint lacks {_few(missing)}")
+        raise UserError(f"{source}: the checkpoint lacks {few(missing)}")
     wrong = [
         f"{k} {tuple(state[k].shape)} (expected {shape})"
         for k, shape in expected.items()
         if tuple(state[k].shape) != shape
     ]
     if wrong:
-        raise UserError(f"{source}: tensors of unexpected shape: {_few(wrong)}")
+        raise UserError(f"{source}: tensors of unexpected shape: {few(wrong)}")
 
     # Every key and shape is checked above; that the result fits ``Llama(llama)`` exactly is
     # the converter's own invariant, tested (a meta build here would cost seconds).
@@ -344,7 +344,3 @@ def _require(state: dict[str, Tensor], key: str, source: str) -> Tensor:
             "class-to-image GPT?)"
         )
     return state[key]
-
-
-def _few(items: list[str]) -> str:
-    return ", ".join(items[:6]) + (f", ... ({len(items)} in all)" if len(items) > 6 else "")

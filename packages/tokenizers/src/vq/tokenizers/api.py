@@ -43,7 +43,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from vq.core.config import Config
-from vq.core.errors import UserError
+from vq.core.errors import UserError, few
 from vq.core.tensorfiles import read_tensors
 from vq.tokenizers.kinds import TokenizerKind, kind_names, kind_of, tokenizer_kind
 
@@ -349,16 +349,9 @@ def check_state(expected: dict[str, Tensor], state: dict[str, Tensor], problem: 
     )
     if missing or unexpected or mismatched:
         raise UserError(
-            f"{problem}: missing {_few(missing)}; unexpected {_few(unexpected)}; "
-            f"shape mismatch {_few(mismatched)}"
+            f"{problem}: missing {few(missing)}; unexpected {few(unexpected)}; "
+            f"shape mismatch {few(mismatched)}"
         )
-
-
-def _few(keys: list[str], limit: int = 5) -> str:
-    if not keys:
-        return "none"
-    more = f", ... ({len(keys)} in all)" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
 
 
 __all__ = ["NORMALIZATION", "Tokenizer", "TokenizerKind", "check_state", "kind_names", "kind_of"]

@@ -156,10 +156,7 @@ class ClusterKind(TokenizerKind):
         return model.teacher.image_size
 
     def downsample_factor(self, model: nn.Module) -> int:
-        return 1  # any size: the teacher resizes to its own
-
-    def grid_size(self, model: nn.Module, size: tuple[int, int]) -> tuple[int, int]:
-        return model.grid_size(size)
+        return 1  # any size: the teacher resizes to its own (its grid_size says so)
 
 
 PIXEL_TOKENIZER = PixelTokenizerKind()

@@ -62,23 +62,16 @@ from vq.train.evaluate import (
     tokenize_ten_crop,
 )
 from vq.train.evaluate_generator import GeneratorEvaluator
-from vq.train.fid_command import _dataset_of, build_fid_parser  # noqa: F401 (re-exported)
+from vq.train.fid_command import add_inception_argument
 from vq.train.fid_command import main as fid_command_main
 from vq.train.metrics import write_metrics_json
-from vq.train.metrics.fid import INCEPTION_WEIGHTS
 from vq.train.trainers.ar import ARRunConfig
 
 # ------------------------------------------------------------------ parsers ---------
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--inception",
-        type=Path,
-        default=INCEPTION_WEIGHTS,
-        metavar="F",
-        help=f"FID Inception weights (default {INCEPTION_WEIGHTS})",
-    )
+    add_inception_argument(parser)
     parser.add_argument(
         "--batch-size",
         type=int,

@@ -40,10 +40,10 @@ from torch.utils.data import ConcatDataset, Dataset
 from torchvision.transforms import v2
 
 from vq.core import amp, distributed
-from vq.core.checkpoint import load_weights
 from vq.core.data import LoaderConfig, build_loader, per_rank_batch_size
 from vq.core.errors import UserError
 from vq.core.logging import LOGGER, progress, save_png
+from vq.core.tensorfiles import load_weights
 from vq.train.data import (
     ConcatConfig,
     DatasetConfig,

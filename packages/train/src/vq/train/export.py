@@ -38,10 +38,10 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from vq.core.checkpoint import consolidate, latest_checkpoint, read_weights
+from vq.core.checkpoint import consolidate, latest_checkpoint
 from vq.core.configfile import load_config, parse_assignments
 from vq.core.errors import EXIT_USER_ERROR, UserError
-from vq.core.tensorfiles import read_tensors
+from vq.core.tensorfiles import read_tensors, read_weights
 from vq.generators import convert_llamagen
 from vq.tokenizers.api import Tokenizer, check_state, kind_of
 from vq.tokenizers.convert import CONVERTERS, convert_checkpoint, converter_options

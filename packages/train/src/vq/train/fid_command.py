@@ -64,6 +64,17 @@ ISC_SPLITS = 10  # torch-fidelity's default: IS needs at least this many images
 # ------------------------------------------------------------------ parser ----------
 
 
+def add_inception_argument(parser: argparse.ArgumentParser) -> None:
+    """``--inception F``, as ``fid``, ``val`` and ``test`` take it."""
+    parser.add_argument(
+        "--inception",
+        type=Path,
+        default=INCEPTION_WEIGHTS,
+        metavar="F",
+        help=f"FID Inception weights (default {INCEPTION_WEIGHTS})",
+    )
+
+
 def build_fid_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fid",
@@ -106,13 +117,7 @@ def build_fid_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config-options", nargs="*", default=[], metavar="K:V")
     parser.add_argument("--override", nargs="*", default=[], metavar="PATH:V")
-    parser.add_argument(
-        "--inception",
-        type=Path,
-        default=INCEPTION_WEIGHTS,
-        metavar="F",
-        help=f"FID Inception weights (default {INCEPTION_WEIGHTS})",
-    )
+    add_inception_argument(parser)
     parser.add_argument(
         "--batch-size",
         type=int,

@@ -43,11 +43,11 @@ import torch
 from PIL import Image
 
 from vq.core import amp, distributed, launch
-from vq.core.checkpoint import load_weights
 from vq.core.configfile import describe_validation_error
 from vq.core.errors import EXIT_USER_ERROR, UserError
 from vq.core.logging import LOGGER, progress, save_png, setup_logging
 from vq.core.seeding import seeded_generator
+from vq.core.tensorfiles import load_weights
 from vq.train.cli import WORK_DIRS_ENV, resolve_config, work_dir_of
 from vq.train.data import to_uint8
 from vq.train.tokenizer_source import load_frozen_tokenizer

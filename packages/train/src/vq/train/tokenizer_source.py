@@ -27,10 +27,10 @@ from pathlib import Path
 
 from torch import nn
 
-from vq.core.checkpoint import load_weights
 from vq.core.configfile import load_config
 from vq.core.errors import UserError
 from vq.core.logging import LOGGER
+from vq.core.tensorfiles import load_weights
 
 # What every tokenizer returned by ``build_tokenizer()`` offers (see the trainers guide).
 _TOKENIZER_API = ("encode", "decode", "num_codes", "grid_size")

@@ -28,11 +28,11 @@ from typing import Any, Literal, get_args
 
 from torch import Tensor
 
-from vq.core.checkpoint import load_weights
 from vq.core.configfile import load_config
 from vq.core.errors import UserError
 from vq.core.logging import LOGGER
 from vq.core.loop import Run
+from vq.core.tensorfiles import load_weights
 from vq.decoders import (
     DecodedTokenizer,
     DecodedTokenizerConfig,
