@@ -36,6 +36,7 @@ from vq.core.data import LoaderConfig
 from vq.core.errors import UserError
 from vq.core.logging import LOGGER, progress, setup_logging
 from vq.train.cli import _guarded
+from vq.train.image_files import IMAGE_SUFFIXES, load_rgb
 from vq.train.metrics import (
     FeatureAccumulator,
     FIDStatistics,
@@ -52,9 +53,6 @@ from vq.train.metrics.fid import (
     LOGITS,
 )
 
-IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
-)
 FOLDER_PREPROCESSING = "folder: every image file as stored, RGB uint8, no resize"
 FOLDER_BATCH_SIZE = 64  # torch-fidelity's default
 FOLDER_WORKERS = 4
@@ -269,12 +267,9 @@ class ImageFiles(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | str]:
-        from PIL import Image
-
         path = self.files[index]
         try:
-            with Image.open(path) as image:
-                array = np.array(image.convert("RGB"))  # (H, W, 3) uint8
+            array = np.array(load_rgb(path))  # (H, W, 3) uint8
         except Exception as error:  # any decoder failure: truncated, not an image, bomb...
             return index, f"cannot read image {path}: {_one_line(error)}"
         return index, torch.from_numpy(array).permute(2, 0, 1)  # (3, H, W)

@@ -33,13 +33,10 @@ from torch.utils.data import Dataset
 from vq.core.config import Config
 from vq.core.errors import UserError
 from vq.train.data.transforms import Augmentation, build_transform, to_float
+from vq.train.image_files import DECODE_ERRORS, IMAGE_SUFFIXES, load_rgb
 
 BadImagePolicy = Literal["error", "skip"]
 Transform = Callable[[Image.Image], torch.Tensor]
-
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".gif"}
-)
 
 
 class Item(TypedDict):
@@ -61,16 +58,6 @@ def make_item(id_: str, image: Image.Image, category: int, transform: Transform)
 
 
 # What PIL raises for a file that is not a readable image: UnidentifiedImageError and
-# "image file is truncated" are OSErrors; corrupt headers raise ValueError or SyntaxError.
-_DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
-
-
-def load_rgb(path: Path) -> Image.Image:
-    """Decode the whole file (so truncation surfaces here) and convert it to RGB."""
-    with Image.open(path) as image:
-        return image.convert("RGB")
-
-
 def list_images(folder: Path) -> list[str]:
     """Relative POSIX paths of the image files under ``folder``, recursively, sorted."""
     found = []
@@ -144,7 +131,7 @@ class ImageFileDataset(Dataset):
         path = self.path(index)
         try:
             image = load_rgb(path)
-        except _DECODE_ERRORS as error:
+        except DECODE_ERRORS as error:
             if self.on_bad_image == "skip":
                 return None
             raise UserError(
