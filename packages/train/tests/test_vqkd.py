@@ -18,12 +18,8 @@ from vq.tokenizers.quantizers import CodebookHistogram
 from vq.tokenizers.teachers import TeacherConfig, build_teacher
 from vq.train.cli import train_main
 from vq.train.data import PhotosConfig, build_dataset, collate
-from vq.train.trainers.vqkd import (
-    TEACHER_DIMS,
-    VQKDRunConfig,
-    VQKDTrainer,
-    cosine_distillation_loss,
-)
+from vq.train.distillation import cosine_distillation_loss
+from vq.train.trainers.vqkd import TEACHER_DIMS, VQKDRunConfig, VQKDTrainer
 
 REPO = Path(__file__).resolve().parents[3]
 DEMO = REPO / "configs" / "demo" / "vqkd_photos.py"

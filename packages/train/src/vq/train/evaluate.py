@@ -53,6 +53,7 @@ from vq.train.data import (
     to_float,
     to_uint8,
 )
+from vq.train.distillation import cosine_distance, distillation_targets
 from vq.train.metrics import (
     CodebookHistogram,
     FeatureAccumulator,
@@ -329,12 +330,6 @@ class Evaluation:
     skipped: dict[str, str]
 
 
-def _per_sample_cosine(prediction: Tensor, target: Tensor) -> Tensor:
-    """(B, D, h, w) maps -> (B,) mean over tokens of 1 - cos."""
-    cosine = torch.nn.functional.cosine_similarity(prediction.float(), target.float(), dim=1)
-    return (1.0 - cosine).flatten(1).mean(dim=1)
-
-
 def load_reference(
     data: DatasetConfig, settings: EvalSettings, count: int
 ) -> tuple[str, FIDStatistics | None, Path]:
@@ -413,12 +408,10 @@ def evaluate_tokenizer(
                 if stats is None:
                     row[REAL_FEATURES] = meters.inception(original)[FEATURES]
         if meters.teacher is not None:
-            from vq.train.trainers.vqkd import distillation_targets
-
             with amp.autocast(device, settings.autocast):
                 target = distillation_targets(meters.teacher, original, tuple(ids.shape[-2:]))
                 prediction = tokenizer.predict_features(ids)  # (B, D, h, w)
-            row["cosine_r_loss"] = _per_sample_cosine(prediction, target)
+            row["cosine_r_loss"] = cosine_distance(prediction, target)
         row[INDEX] = index.double()  # a row every evaluation has: the image count
         rows.update({k: v.reshape(v.shape[0], -1) for k, v in row.items()}, index=index)
 

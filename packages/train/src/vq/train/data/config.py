@@ -35,6 +35,12 @@ class ConcatConfig(Config):
             )
         )
 
+    @property
+    def image_size(self) -> int:
+        """The one image size of every part (the validator below refuses two)."""
+        (size,) = self.image_sizes()
+        return size
+
     @model_validator(mode="after")
     def _same_image_size(self) -> ConcatConfig:
         if len(sizes := self.image_sizes()) > 1:

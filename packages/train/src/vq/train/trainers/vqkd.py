@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
@@ -28,8 +27,9 @@ from vq.core.optim import OptimizationConfig, OptimizerConfig, ScheduleConfig
 from vq.core.parallel import StrategyConfig, unwrap
 from vq.tokenizers.models.vqkd import VQKDConfig, VQKDTokenizer
 from vq.tokenizers.optim_groups import param_groups
-from vq.tokenizers.teachers import Teacher, TeacherConfig, TeacherName, build_teacher
+from vq.tokenizers.teachers import TeacherConfig, TeacherName, build_teacher
 from vq.train.data import DatasetConfig, build_dataset, collate
+from vq.train.distillation import cosine_distillation_loss, distillation_targets
 
 # Width of each teacher's default features (``TeacherConfig(name=...)``), which the decoder
 # predicts: CLIP-style towers are projected into their image-text space, the others are the
@@ -103,24 +103,6 @@ def vqkd_recipe(
         teacher=TeacherConfig(name=teacher),
         data=data,
     )
-
-
-def distillation_targets(teacher: Teacher, original_image: Tensor, grid: tuple[int, int]) -> Tensor:
-    """The teacher's patch features of uint8 ``original_image`` on the token ``grid``.
-
-    ``(B, 3, H, W)`` uint8 -> ``(B, D, h, w)`` fp32. Features on another grid (OpenCLIP's
-    16x16 at 224 px) are resized bicubically; on the same grid they are taken as they are.
-    """
-    target = teacher(original_image).float()  # (B, D, h_t, w_t), no grad
-    if tuple(target.shape[-2:]) != tuple(grid):
-        target = F.interpolate(target, size=grid, mode="bicubic", align_corners=False)
-    return target
-
-
-def cosine_distillation_loss(prediction: Tensor, target: Tensor) -> Tensor:
-    """Mean over tokens of ``1 - cos(prediction, target)`` for ``(B, D, h, w)`` maps, in fp32."""
-    cosine = F.cosine_similarity(prediction.float(), target.float(), dim=1)  # (B, h, w)
-    return (1.0 - cosine).mean()
 
 
 class VQKDTrainer:
