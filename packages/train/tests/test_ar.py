@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from vq.core.configfile import dump_config, load_config
 from vq.core.errors import UserError
-from vq.core.loop import LoopConfig, RunConfig
+from vq.core.loop import LoopConfig
 from vq.core.parallel import _shard_units
 from vq.core.tensorfiles import read_weights
 from vq.core.testing import run_distributed
@@ -25,6 +25,7 @@ from vq.tokenizers.models.pixel_tokenizer import PixelTokenizer, PixelTokenizerC
 from vq.tokenizers.quantizers import VectorQuantizerConfig
 from vq.train.cli import consolidate_main, train_main
 from vq.train.data import ImageNetConfig, PhotosConfig, collate
+from vq.train.tokenizer_run import TokenizerRunConfig
 from vq.train.tokenizer_source import load_frozen_tokenizer
 from vq.train.trainers.ar import (
     ARRunConfig,
@@ -41,11 +42,12 @@ AR_CONFIGS = sorted((REPO / "configs" / "ar").glob("c2i_*.py"))
 NUM_CODES = 32
 
 
-class TinyTokenizerRunConfig(RunConfig):
+class TinyTokenizerRunConfig(TokenizerRunConfig):
     """Stands in for a tokenizer family's run config: all the AR stage needs of one."""
 
     trainer: str = "tiny-tokenizer"
     loop: LoopConfig = LoopConfig(iters=1)
+    data: PhotosConfig = PhotosConfig(image_size=32)
     model: PixelTokenizerConfig = PixelTokenizerConfig.from_preset(
         "tiny", VectorQuantizerConfig(num_codes=NUM_CODES, dim=8)
     )
@@ -124,7 +126,7 @@ def test_frozen_tokenizer_merges_files_in_order_and_refuses_gaps(
         load_frozen_tokenizer(config_file, [])
     not_a_tokenizer = tmp_path / "photos.py"
     not_a_tokenizer.write_text(dump_config(ARRunConfig(data=TokenFileConfig(path="x"))))
-    with pytest.raises(UserError, match="no build_tokenizer"):
+    with pytest.raises(UserError, match="not a tokenizer run"):
         load_frozen_tokenizer(not_a_tokenizer, [checkpoint])
 
 

@@ -21,12 +21,17 @@ RUN_CONFIG = textwrap.dedent(
     from vq.core.loop import LoopConfig, RunConfig
     from vq.tokenizers.models.pixel_tokenizer import PixelTokenizer, PixelTokenizerConfig
     from vq.tokenizers.quantizers import VectorQuantizerConfig
+    from vq.train.data import PhotosConfig
+    from vq.train.tokenizer_run import TokenizerRunConfig
 
 
-    class TinyTokenizerRun(RunConfig):
+    class TinyTokenizerRun({base}):
         trainer: Literal["tiny"] = "tiny"
         model: PixelTokenizerConfig
-        {method}
+        data: PhotosConfig = PhotosConfig(image_size=16)
+
+        def build_tokenizer(self):
+            return PixelTokenizer(self.model)
 
     def config():
         quantizer = VectorQuantizerConfig(num_codes=32, dim=8)
@@ -34,7 +39,6 @@ RUN_CONFIG = textwrap.dedent(
         return TinyTokenizerRun(loop=LoopConfig(iters=1), model=model)
     """
 )
-BUILD_TOKENIZER = "def build_tokenizer(self):\n            return PixelTokenizer(self.model)"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -45,12 +49,12 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def make_run(tmp_path, method: str = BUILD_TOKENIZER, iterations=(5, 10)):
+def make_run(tmp_path, iterations=(5, 10)):
     """A work dir as a tokenizer run leaves it: resolved config + checkpoints/iter_N."""
     run_dir = tmp_path / "work_dirs" / "tiny"
     run_dir.mkdir(parents=True)
     config_file = run_dir / "tiny_photos.py"
-    config_file.write_text(RUN_CONFIG.format(method=method))
+    config_file.write_text(RUN_CONFIG.format(base="TokenizerRunConfig"))
     config = load_config(config_file)
     torch.manual_seed(0)
     model = PixelTokenizer(config.model)
@@ -68,10 +72,9 @@ def images() -> torch.Tensor:
     )
 
 
-@pytest.mark.parametrize("method", [BUILD_TOKENIZER, "pass"], ids=["build_tokenizer", "model"])
-def test_export_of_the_latest_checkpoint_reproduces_the_trained_model(tmp_path, method):
-    run_dir, model = make_run(tmp_path, method)  # model holds the weights of iter_10
-    tokenizer = export(run_dir, tmp_path / "out", image_size=16)
+def test_export_of_the_latest_checkpoint_reproduces_the_trained_model(tmp_path):
+    run_dir, model = make_run(tmp_path)  # model holds the weights of iter_10
+    tokenizer = export(run_dir, tmp_path / "out")  # the image size is the run's data's
     loaded = Tokenizer.from_pretrained(tmp_path / "out")
     x = images()
     ids = loaded.encode(x)
@@ -102,11 +105,13 @@ def test_export_command_reports_user_errors(tmp_path, capsys):
     assert export_command([str(tmp_path / "nothing"), str(tmp_path / "out2")]) == 2
     assert "neither a run directory" in capsys.readouterr().err
 
-    (run_dir / "tiny_photos.py").write_text(RUN_CONFIG.format(method="pass").replace(
-        "model: PixelTokenizerConfig", "model: int = 0"
-    ).replace("model=model)", "model=0)"))  # fmt: skip
+    # a run config with a tokenizer model and build_tokenizer() that does not declare itself
+    # a tokenizer run (TokenizerRunConfig) is refused, not guessed at
+    (run_dir / "tiny_photos.py").write_text(RUN_CONFIG.format(base="RunConfig"))
     assert export_command([str(run_dir), str(tmp_path / "out3")]) == 2
-    assert "is not a tokenizer run" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert error.startswith("error: export:") and "not a tokenizer run" in error
+    assert error.count("\n") == 1 and not (tmp_path / "out3").exists()
 
 
 def test_convert_command_checks_its_input(tmp_path, capsys):

@@ -8,7 +8,7 @@ turns a training checkpoint of a tokenizer run into a directory that
     uv run export work_dirs/vqgan/8192_dd2/checkpoints/iter_260000 tokenizers/vqgan_8192
 
 The model is rebuilt from the run's resolved config (``work_dirs/NAME/<config>.py``) by its
-``build_tokenizer()`` (or from ``.model`` when that is a ``PixelTokenizerConfig``), and the
+``build_tokenizer()`` (``vq.train.tokenizer_run``), and the
 checkpoint's ``models/model`` weights are loaded strictly; an FSDP-sharded checkpoint is
 consolidated first. Only the tokenizer is written: discriminators, optimizer state, LPIPS
 and VQ-KD's distillation teacher are not part of it. A Cluster run's directory holds its
@@ -34,7 +34,6 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from torch import Tensor, nn
 
@@ -45,7 +44,7 @@ from vq.core.tensorfiles import read_tensors, read_weights
 from vq.generators import convert_llamagen
 from vq.tokenizers.api import Tokenizer, check_state, kind_of
 from vq.tokenizers.convert import CONVERTERS, convert_checkpoint, converter_options
-from vq.tokenizers.models.pixel_tokenizer import PixelTokenizer, PixelTokenizerConfig
+from vq.train.tokenizer_run import tokenizer_run
 
 MODEL = "model"
 """The tracked module that holds the tokenizer in every tokenizer trainer."""
@@ -75,30 +74,6 @@ def find_config(run_dir: Path) -> Path:
             "pass it with --config work_dirs/NAME/<config>.py"
         )
     return candidates[0]
-
-
-def build_tokenizer(config: Any, config_path: Path) -> nn.Module:
-    """The eval-time tokenizer of a run config: ``build_tokenizer()``, else ``.model``."""
-    build: Callable[[], nn.Module] | None = getattr(config, "build_tokenizer", None)
-    if callable(build):
-        return build()
-    model_config = getattr(config, "model", None)
-    if isinstance(model_config, PixelTokenizerConfig):
-        return PixelTokenizer(model_config)
-    raise UserError(
-        f"{config_path} ({type(config).__name__}) is not a tokenizer run: it has neither "
-        "build_tokenizer() nor a PixelTokenizerConfig .model"
-    )
-
-
-def trained_image_size(config: Any) -> int | None:
-    """The square image size the run trained on, when its data config says so."""
-    data = getattr(config, "data", None)
-    size = getattr(data, "image_size", None)
-    if size is None and callable(getattr(data, "image_sizes", None)):
-        sizes = data.image_sizes()
-        size = next(iter(sizes)) if len(sizes) == 1 else None
-    return size if isinstance(size, int) else None
 
 
 def read_model_weights(checkpoint: Path) -> dict:
@@ -164,8 +139,8 @@ def export(
     """
     checkpoint, run_dir = find_checkpoint(Path(source))
     config_path = Path(config_path) if config_path is not None else find_config(run_dir)
-    config = load_config(config_path)
-    model = build_tokenizer(config, config_path)
+    run = tokenizer_run(load_config(config_path), config_path, "export")
+    model = run.build_tokenizer()
     kind = kind_of(model)
     state = run_weights(model, checkpoint, tokenizer_weights, str(run_dir))
     children = dict(model.named_children())
@@ -174,9 +149,7 @@ def export(
     state = {k: v for k, v in state.items() if k.split(".", 1)[0] not in omitted}
     check_state(expected, state, f"checkpoint {checkpoint} does not fit the {kind.name} model")
     model.load_state_dict(state, strict=False)  # complete up to the omitted parts
-    tokenizer = Tokenizer(
-        model, image_size=image_size or trained_image_size(config), omitted=omitted
-    )
+    tokenizer = Tokenizer(model, image_size=image_size or run.image_size, omitted=omitted)
     tokenizer.save_pretrained(out_dir)
     return tokenizer
 

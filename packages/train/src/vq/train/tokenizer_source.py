@@ -3,7 +3,7 @@
 Later stages (the AR trainer, sampling, evaluation) never re-state a tokenizer's
 architecture. They point at the config file that the tokenizer's (or pixel decoder's) run
 wrote into its work dir, ``work_dirs/NAME/<config>.py``, whose run config builds the
-eval-time module with ``build_tokenizer()``::
+eval-time module with ``build_tokenizer()`` (``vq.train.tokenizer_run``)::
 
     tokenizer = load_frozen_tokenizer(
         Path("work_dirs/decoder/vqkd/llamagen.py"),            # the reference's ir_config
@@ -31,9 +31,7 @@ from vq.core.configfile import load_config
 from vq.core.errors import UserError
 from vq.core.logging import LOGGER
 from vq.core.tensorfiles import load_weights
-
-# What every tokenizer returned by ``build_tokenizer()`` offers (see the trainers guide).
-_TOKENIZER_API = ("encode", "decode", "num_codes", "grid_size")
+from vq.train.tokenizer_run import build_checked_tokenizer, tokenizer_run
 
 
 def load_frozen_tokenizer(config_path: Path, state_dicts: Sequence[Path]) -> nn.Module:
@@ -48,21 +46,8 @@ def load_frozen_tokenizer(config_path: Path, state_dicts: Sequence[Path]) -> nn.
             f"tokenizer {config_path}: no weights given (pass the run's checkpoint, e.g. "
             "ir_state_dict::work_dirs/NAME/checkpoints/latest)"
         )
-    config = load_config(config_path)
-    build = getattr(config, "build_tokenizer", None)
-    if not callable(build):
-        raise UserError(
-            f"{config_path} ({type(config).__name__}) is not a tokenizer run config: it has no "
-            "build_tokenizer(); point ir_config at the resolved config of a tokenizer or "
-            "pixel-decoder run"
-        )
-    tokenizer = build()
-    missing_api = [name for name in _TOKENIZER_API if not hasattr(tokenizer, name)]
-    if missing_api:
-        raise UserError(
-            f"{config_path}: build_tokenizer() returned a {type(tokenizer).__name__} without "
-            f"{', '.join(missing_api)}"
-        )
+    run = tokenizer_run(load_config(config_path), config_path, "ir_config")
+    tokenizer = build_checked_tokenizer(run, config_path)
 
     report = load_weights(tokenizer, [Path(p) for p in state_dicts])
     shown = ", ".join(str(p) for p in state_dicts)

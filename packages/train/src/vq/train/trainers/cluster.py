@@ -15,13 +15,14 @@ from pydantic import Field
 from torch import Tensor
 
 from vq.core.data import LoaderConfig
-from vq.core.loop import LoopConfig, Run, RunConfig
+from vq.core.loop import LoopConfig, Run
 from vq.core.optim import OptimizationConfig, OptimizerConfig
 from vq.core.parallel import StrategyConfig, unwrap
 from vq.tokenizers.models.cluster import ClusterConfig, ClusterTokenizer
 from vq.tokenizers.quantizers import VectorQuantizerConfig
 from vq.tokenizers.teachers import TeacherConfig, TeacherName
 from vq.train.data import DatasetConfig, build_dataset, collate
+from vq.train.tokenizer_run import TokenizerRunConfig
 
 # Width of each teacher's features without projection (Cluster quantizes the encoder's own
 # patch tokens, not a joint image-text space): the codebook dimension.
@@ -44,10 +45,9 @@ def cluster_optimization(lr: float = 5.4e-5) -> OptimizationConfig:
     return OptimizationConfig(optimizer=OptimizerConfig(kind="adam", lr=lr, betas=(0.5, 0.9)))
 
 
-class ClusterRunConfig(RunConfig):
+class ClusterRunConfig(TokenizerRunConfig):
     trainer: Literal["cluster"] = "cluster"
     model: ClusterConfig = Field(default_factory=ClusterConfig)
-    data: DatasetConfig
     optimization: OptimizationConfig = Field(default_factory=cluster_optimization)
 
     def build_tokenizer(self) -> ClusterTokenizer:

@@ -85,9 +85,8 @@ def decoder_run(
         raise UserError(
             f"unknown pixel decoder {decoder!r}; choose {', '.join(get_args(PixelDecoderName))}"
         )
-    image_size = getattr(recipe.data, "image_size", 256)
     return DecoderRunConfig(
-        model=DecodedTokenizerConfig.preset(tokenizer, decoder, grid_size=image_size // 16),
+        model=DecodedTokenizerConfig.preset(tokenizer, decoder, grid_size=recipe.image_size // 16),
         data=recipe.data,
         reconstruction=recipe.reconstruction,
         gan=recipe.gan,
@@ -112,9 +111,7 @@ class DecoderTrainer:
                 raise UserError(f"--load-model-from {path}: no such file or checkpoint directory")
         # The tokenizer first: a missing teacher file (Cluster) fails before anything else.
         decoded = DecodedTokenizer(config.model)
-        image_size = getattr(config.data, "image_size", None)
-        if image_size is not None:
-            decoded.check_image_size(image_size)
+        decoded.check_image_size(config.image_size)
         self.decoded = decoded  # unwrapped
         self._load_tokenizer(decoded, run.load_model_from)
         last_layer = UsedWeight(decoded.last_layer)

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from vq.core.config import Config
 from vq.core.data import LoaderConfig
-from vq.core.loop import LoopConfig, Run, RunConfig
+from vq.core.loop import LoopConfig, Run
 from vq.core.optim import Optimization, OptimizationConfig, OptimizerConfig
 from vq.core.parallel import StrategyConfig, unwrap
 from vq.tokenizers.discriminators import (
@@ -57,6 +57,7 @@ from vq.tokenizers.losses import (
 from vq.tokenizers.models.pixel_tokenizer import PixelTokenizer, PixelTokenizerConfig
 from vq.tokenizers.quantizers import FSQConfig, VectorQuantizerConfig
 from vq.train.data import DatasetConfig, ImageNetConfig, build_dataset, collate
+from vq.train.tokenizer_run import TokenizerRunConfig
 
 
 class GANConfig(Config):
@@ -85,11 +86,10 @@ TAMING_DISCRIMINATOR = OptimizationConfig(optimizer=OptimizerConfig(lr=4.32e-4, 
 LLAMAGEN_OPTIMIZATION = OptimizationConfig(optimizer=OptimizerConfig(lr=1e-4, betas=(0.9, 0.95)))
 
 
-class GANRunConfig(RunConfig):
+class GANRunConfig(TokenizerRunConfig):
     """What GAN training of an autoencoder needs besides the model: data, reconstruction
     losses, the GAN and the two optimizers (shared by VQGAN-family and pixel-decoder runs)."""
 
-    data: DatasetConfig
     reconstruction: ReconstructionLossConfig = Field(default_factory=ReconstructionLossConfig)
     gan: GANConfig = Field(default_factory=GANConfig)
     optimization: OptimizationConfig = TAMING_GENERATOR
@@ -117,9 +117,7 @@ class VQGANRunConfig(GANRunConfig):
 
     @model_validator(mode="after")
     def _fits_the_data(self) -> Self:
-        image_size = getattr(self.data, "image_size", None)
-        if image_size is None:
-            return self
+        image_size = self.image_size
         factor = self.model.encoder.downsample_factor
         if image_size % factor:
             raise ValueError(

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from vq.core.data import LoaderConfig
 from vq.core.errors import UserError
-from vq.core.loop import LoopConfig, Run, RunConfig
+from vq.core.loop import LoopConfig, Run
 from vq.core.optim import OptimizationConfig, OptimizerConfig, ScheduleConfig
 from vq.core.parallel import StrategyConfig, unwrap
 from vq.tokenizers.models.vqkd import VQKDConfig, VQKDTokenizer
@@ -30,6 +30,7 @@ from vq.tokenizers.optim_groups import param_groups
 from vq.tokenizers.teachers import TeacherConfig, TeacherName, build_teacher
 from vq.train.data import DatasetConfig, build_dataset, collate
 from vq.train.distillation import cosine_distillation_loss, distillation_targets
+from vq.train.tokenizer_run import TokenizerRunConfig
 
 # Width of each teacher's default features (``TeacherConfig(name=...)``), which the decoder
 # predicts: CLIP-style towers are projected into their image-text space, the others are the
@@ -67,11 +68,10 @@ def vqkd_optimization(
     )
 
 
-class VQKDRunConfig(RunConfig):
+class VQKDRunConfig(TokenizerRunConfig):
     trainer: Literal["vqkd"] = "vqkd"
     model: VQKDConfig = Field(default_factory=lambda: VQKDConfig.preset(TEACHER_DIMS["clip"]))
     teacher: TeacherConfig = Field(default_factory=lambda: TeacherConfig(name="clip"))
-    data: DatasetConfig
     optimization: OptimizationConfig = Field(default_factory=vqkd_optimization)
     distillation_weight: float = Field(1.0, ge=0.0)
     """Weight of the cosine distillation loss (the commitment weight is the quantizer's)."""
