@@ -1,13 +1,15 @@
 """vq-tokenizers + vq-core install and work alone, from their built wheels, and so do they
-with vq-decoders.
+with vq-decoders; vq-generators + vq-core install and sample alone.
 
 Builds the three wheels with ``uv build``, installs vq-core and vq-tokenizers (with its
 ``teachers`` extra) into a fresh virtual environment of the current interpreter
 (dependencies from the uv cache or PyPI; no interpreter download), and runs a downstream
 user's script there: build a tiny tokenizer of each kind (VQGAN, FSQ, VQ-KD, Cluster), save
 and reload it, encode and decode, and check that no other vq package is importable. Then it
-adds the vq-decoders wheel and does the same for VQ-KD and Cluster with pixel decoders. Set ``VQ_SKIP_ISOLATED=1`` to
-skip it (e.g. offline).
+adds the vq-decoders wheel and does the same for VQ-KD and Cluster with pixel decoders.
+A second environment gets only vq-core and vq-generators: a tiny LLaMA samples token
+grids with and without its KV cache, and no tokenizer package is importable. Set
+``VQ_SKIP_ISOLATED=1`` to skip both (e.g. offline).
 """
 
 from __future__ import annotations
@@ -135,6 +137,29 @@ DECODERS_SCRIPT = textwrap.dedent(
     """
 ).replace("{feature_configs}", FEATURE_CONFIGS)
 
+# Run in an environment with only vq-core and vq-generators.
+GENERATORS_SCRIPT = textwrap.dedent(
+    """
+    import importlib.util
+    import torch
+    from vq.generators import ProposalNetworkConfig, build_proposal_network, generate
+
+    for other in ("vq.tokenizers", "vq.decoders", "vq.train"):
+        assert importlib.util.find_spec(other) is None, other
+    torch.manual_seed(0)
+    config = ProposalNetworkConfig(architecture="llama", preset="tiny", overrides={"depth": 1})
+    model = build_proposal_network(config, codebook_size=16, num_classes=4)
+    classes = torch.tensor([0, 3])
+    grids = [
+        generate(model, classes, (2, 2), 16, 4, generator=torch.Generator().manual_seed(1),
+                 use_cache=cache)
+        for cache in (True, False)
+    ]
+    assert torch.equal(grids[0], grids[1]) and int(grids[0].max()) < 16
+    print("ok", tuple(grids[0].shape))
+    """
+)
+
 
 def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
@@ -177,3 +202,21 @@ def test_tokenizers_install_and_run_without_the_rest(tmp_path):
     result = run([str(python), "-c", DECODERS_SCRIPT], cwd=tmp_path)
     shapes = "vqkd(2, 4, 4)->(2, 3, 32, 32) cluster(2, 4, 4)->(2, 3, 32, 32)"
     assert result.stdout.strip() == f"ok {shapes}"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("VQ_SKIP_ISOLATED") == "1", reason="VQ_SKIP_ISOLATED=1")
+def test_generators_install_and_sample_without_any_tokenizer(tmp_path):
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not on PATH")
+    dist = tmp_path / "dist"
+    for package in ("vq-core", "vq-generators"):
+        run([uv, "build", "-q", "--package", package, "--wheel", "--out-dir", str(dist)], cwd=ROOT)
+    core, generators = map(str, sorted(dist.glob("*.whl")))
+    venv = tmp_path / "venv"
+    run([uv, "venv", "-q", str(venv), "--python", sys.executable])
+    python = venv / "bin" / "python"
+    run([uv, "pip", "install", "-q", "--python", str(python), core, generators])
+    result = run([str(python), "-c", GENERATORS_SCRIPT], cwd=tmp_path)
+    assert result.stdout.strip() == "ok (2, 2, 2)"

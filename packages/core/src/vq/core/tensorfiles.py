@@ -6,6 +6,10 @@ failed reading zip archive``, ``UnpicklingError``). Every reader here turns thos
 ``UserError`` that names the file and says what is wrong with it, so a command ends with one
 ``error:`` line and exit status 2 instead of a library traceback. The writers turn every
 way a full disk shows itself into the same ``No space left on device`` error.
+
+Checkpoints of other projects (taming, LlamaGen, BEiT v2), which the converters of
+``vq.tokenizers`` and ``vq.generators`` read, go through ``read_public_checkpoint`` and
+``find_state_dict``.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import re
 import shutil
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +28,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
-from torch import nn
+from torch import Tensor, nn
 
 from vq.core.errors import UserError, few
 from vq.core.parallel import unwrap
@@ -212,3 +217,51 @@ def write_torch(obj: Any, path: Path) -> None:
             os.fsync(f.fileno())
     except (OSError, RuntimeError) as error:
         raise write_failure(error, path) from None
+
+
+# ------------------------------------------------- checkpoints of other projects -----
+
+
+def read_public_checkpoint(path: Path, what: str, resave_hint: str) -> Any:
+    """``torch.load(path, weights_only=True)`` of a public checkpoint of kind ``what``.
+
+    Lightning and training-script checkpoints often pickle non-tensor objects (callbacks,
+    argparse namespaces) that a weights-only load refuses. We never unpickle code; the
+    message says how to re-save the state dict from a trusted copy instead.
+    """
+    if not path.is_file():
+        raise UserError(f"{what} checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError) as error:
+        culprit = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        first = f"unsupported global {culprit[1]}" if culprit else (lines or [repr(error)])[0]
+        raise UserError(
+            f"{path}: a weights-only load refused it ({first}). It holds pickled objects besides "
+            f"tensors. If you trust the file, re-save just its state dict, e.g.\n  python -c "
+            f"\"import torch; c = torch.load('{path}', map_location='cpu', weights_only=False); "
+            f"torch.save({resave_hint}, 'state_dict.pt')\"\nand convert state_dict.pt"
+        ) from None
+
+
+def find_state_dict(checkpoint: Any, nesting: Sequence[str], source: str) -> dict[str, Tensor]:
+    """The flat ``{name: tensor}`` dict in ``checkpoint``: the checkpoint itself, or the
+    first entry of ``nesting`` (e.g. Lightning's ``state_dict``) that it holds."""
+    state = checkpoint
+    if isinstance(checkpoint, Mapping):
+        for name in nesting:
+            if isinstance(checkpoint.get(name), Mapping):
+                state = checkpoint[name]
+                break
+    if not isinstance(state, Mapping) or not state:
+        raise UserError(
+            f"{source}: no state dict found (looked for {list(nesting)} or a flat dict)"
+        )
+    others = [k for k, v in state.items() if not isinstance(v, Tensor)]
+    if others:
+        raise UserError(
+            f"{source}: the state dict has non-tensor entries {others[:4]}; expected a flat "
+            f"state dict of tensors (nested under one of {list(nesting)} or at the top level)"
+        )
+    return dict(state)

@@ -46,9 +46,9 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from vq.core.errors import UserError, few
+from vq.core.tensorfiles import find_state_dict, read_public_checkpoint
 from vq.generators.config import ProposalNetworkConfig
 from vq.generators.llama import PRESETS, LlamaConfig, ffn_hidden_size
-from vq.tokenizers.convert.common import find_state_dict, read_checkpoint
 
 KIND = "llamagen-gpt"
 FORMAT, VERSION = "vq-generator", "1"
@@ -152,7 +152,7 @@ def convert_checkpoint(
         if key not in accepted:
             listed = ", ".join(f"{k} (default {p.default!r})" for k, p in accepted.items())
             raise UserError(f"converter {KIND!r} takes no option {key!r}; it accepts: {listed}")
-    checkpoint = read_checkpoint(Path(path), KIND, RESAVE)
+    checkpoint = read_public_checkpoint(Path(path), KIND, RESAVE)
     conversion = convert(checkpoint, source=str(path), **options)
     if out_dir is not None:
         conversion.save(Path(out_dir))

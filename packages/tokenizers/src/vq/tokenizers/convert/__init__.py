@@ -27,8 +27,9 @@ from typing import Any
 from safetensors.torch import save_file
 
 from vq.core.errors import UserError
+from vq.core.tensorfiles import read_public_checkpoint
 from vq.tokenizers.convert import beitv2, llamagen, taming
-from vq.tokenizers.convert.common import Conversion, Extra, read_checkpoint
+from vq.tokenizers.convert.common import Conversion, Extra
 
 # Each module has ``convert(checkpoint, *, source, **options) -> Conversion`` and ``RESAVE``,
 # the expression (of the loaded checkpoint ``c``) to re-save when a weights-only load refuses.
@@ -62,7 +63,7 @@ def convert_checkpoint(
                 f"converter {name!r} takes no option {key!r}; it accepts: "
                 + (", ".join(f"{k} (default {p.default!r})" for k, p in accepted.items()) or "none")
             )
-    checkpoint = read_checkpoint(Path(path), name, module.RESAVE)
+    checkpoint = read_public_checkpoint(Path(path), name, module.RESAVE)
     conversion = module.convert(checkpoint, source=str(path), **options)
     if out_dir is not None:
         save_conversion(conversion, Path(out_dir))

@@ -31,11 +31,11 @@ import torch
 from torch import Tensor
 
 from vq.core.errors import UserError
+from vq.core.tensorfiles import find_state_dict
 from vq.tokenizers.api import Tokenizer
 from vq.tokenizers.convert.common import (
     Conversion,
     Rule,
-    find_state_dict,
     indices_under,
     rename,
     require,

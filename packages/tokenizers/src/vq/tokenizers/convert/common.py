@@ -12,11 +12,9 @@ always checked by a strict load (``Tokenizer.from_state``).
 from __future__ import annotations
 
 import math
-import pickle
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -114,51 +112,6 @@ def rename(state: Mapping[str, Tensor], rules: Sequence[Rule], source: str) -> R
             "for this checkpoint?"
         )
     return out
-
-
-def read_checkpoint(path: Path, what: str, resave_hint: str) -> Any:
-    """``torch.load(path, weights_only=True)`` with errors a user can act on.
-
-    Lightning and training-script checkpoints often pickle non-tensor objects (callbacks,
-    argparse namespaces) that a weights-only load refuses. We never unpickle code; the
-    message says how to re-save the state dict from a trusted copy instead.
-    """
-    if not path.is_file():
-        raise UserError(f"{what} checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError) as error:
-        culprit = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        first = f"unsupported global {culprit[1]}" if culprit else (lines or [repr(error)])[0]
-        raise UserError(
-            f"{path}: a weights-only load refused it ({first}). It holds pickled objects besides "
-            f"tensors. If you trust the file, re-save just its state dict, e.g.\n  python -c "
-            f"\"import torch; c = torch.load('{path}', map_location='cpu', weights_only=False); "
-            f"torch.save({resave_hint}, 'state_dict.pt')\"\nand convert state_dict.pt"
-        ) from None
-
-
-def find_state_dict(checkpoint: Any, nesting: Sequence[str], source: str) -> dict[str, Tensor]:
-    """The flat ``{name: tensor}`` dict in ``checkpoint``: the checkpoint itself, or the
-    first entry of ``nesting`` (e.g. Lightning's ``state_dict``) that it holds."""
-    state = checkpoint
-    if isinstance(checkpoint, Mapping):
-        for name in nesting:
-            if isinstance(checkpoint.get(name), Mapping):
-                state = checkpoint[name]
-                break
-    if not isinstance(state, Mapping) or not state:
-        raise UserError(
-            f"{source}: no state dict found (looked for {list(nesting)} or a flat dict)"
-        )
-    others = [k for k, v in state.items() if not isinstance(v, Tensor)]
-    if others:
-        raise UserError(
-            f"{source}: the state dict has non-tensor entries {others[:4]}; expected a flat "
-            f"state dict of tensors (nested under one of {list(nesting)} or at the top level)"
-        )
-    return dict(state)
 
 
 def fuse_attention(state: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -31,12 +31,12 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from vq.core.tensorfiles import find_state_dict
 from vq.tokenizers.api import Tokenizer
 from vq.tokenizers.convert.common import (
     Conversion,
     Rule,
     Translated,
-    find_state_dict,
     fuse_attention,
     pixel_tokenizer_config,
     rename,

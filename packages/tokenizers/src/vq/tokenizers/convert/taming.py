@@ -33,13 +33,13 @@ import torch
 from torch import Tensor
 
 from vq.core.errors import UserError
+from vq.core.tensorfiles import find_state_dict
 from vq.tokenizers.api import Tokenizer
 from vq.tokenizers.convert.common import (
     Conversion,
     Extra,
     Rule,
     Translated,
-    find_state_dict,
     fuse_attention,
     indices_under,
     pixel_tokenizer_config,
