@@ -14,6 +14,7 @@ from vq.core.optim import (
     OptimizationConfig,
     OptimizerConfig,
     ScheduleConfig,
+    build_scheduler,
     lr_factor,
 )
 
@@ -28,6 +29,23 @@ def test_vqkd_warmup_then_cosine_matches_the_reference_schedule() -> None:
     expected = (1e-5 + (base - 1e-5) * 0.5 * (1 + math.cos(math.pi * 0.5))) / base
     assert lr_factor(schedule, base, 250_000, middle) == pytest.approx(expected)
     assert lr_factor(schedule, base, 250_000, 250_000) * base == pytest.approx(1e-5)
+
+
+def test_the_cosine_floor_is_absolute_in_every_parameter_group() -> None:
+    # groups with different LRs (e.g. a decoder at 10x): each warms up, decays and ends at
+    # min_lr itself, not at min_lr scaled by the first group's ratio
+    a, b = nn.Parameter(torch.zeros(1)), nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([{"params": [a], "lr": 1e-3}, {"params": [b], "lr": 1e-4}])
+    schedule = ScheduleConfig(kind="cosine", warmup_iters=2, min_lr=1e-5)
+    scheduler = build_scheduler(optimizer, schedule, total_iters=10)
+    lrs = []
+    for _ in range(10):
+        optimizer.step()
+        scheduler.step()
+        lrs.append([group["lr"] for group in optimizer.param_groups])
+    assert lrs[1] == pytest.approx([1e-3, 1e-4])  # warmed up
+    assert lrs[-1] == pytest.approx([1e-5, 1e-5])
+    assert all(first >= second for first, second in lrs[1:])  # the larger LR stays larger
 
 
 def test_clipping_accumulation_and_ema() -> None:

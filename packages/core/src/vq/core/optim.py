@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
 import torch
@@ -102,8 +102,14 @@ def lr_factor(config: ScheduleConfig, base_lr: float, total_iters: int, step: in
 def build_scheduler(
     optimizer: torch.optim.Optimizer, config: ScheduleConfig, total_iters: int
 ) -> LambdaLR:
-    base = optimizer.param_groups[0]["lr"]
-    return LambdaLR(optimizer, lambda step: lr_factor(config, base, total_iters, step))
+    """One multiplier per parameter group, each against the group's own base LR, so the
+    cosine ends at the absolute ``min_lr`` in every group (groups may differ in LR)."""
+
+    def factor_of(base_lr: float) -> Callable[[int], float]:
+        return lambda step: lr_factor(config, base_lr, total_iters, step)
+
+    bases = [group.get("initial_lr", group["lr"]) for group in optimizer.param_groups]
+    return LambdaLR(optimizer, [factor_of(base) for base in bases])
 
 
 def clip_gradients(params: list[torch.Tensor], max_norm: float) -> float:
