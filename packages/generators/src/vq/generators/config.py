@@ -8,14 +8,17 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from vq.core.config import Config
-from vq.generators import gpt2, llama
+from vq.generators.gpt2 import GPT2, GPT2Config, load_hf_gpt2
+from vq.generators.gpt2 import PRESETS as GPT2_PRESETS
+from vq.generators.llama import PRESETS as LLAMA_PRESETS
+from vq.generators.llama import Llama, LlamaConfig
 from vq.generators.network import ProposalNetwork
 from vq.generators.sequence import SequenceLayout
 
-_PRESETS = {"llama": llama.PRESETS, "gpt2": gpt2.PRESETS}
+_PRESETS = {"llama": LLAMA_PRESETS, "gpt2": GPT2_PRESETS}
 _FIELDS = {
-    "llama": set(llama.LlamaConfig.__dataclass_fields__) - {"vocab_size"},
-    "gpt2": set(gpt2.GPT2Config.__dataclass_fields__) - {"vocab_size"},
+    "llama": set(LlamaConfig.__dataclass_fields__) - {"vocab_size"},
+    "gpt2": set(GPT2Config.__dataclass_fields__) - {"vocab_size"},
 }
 _TEXT_FIELDS = {"llama": {"rope"}, "gpt2": set()}  # overrides whose values are strings
 
@@ -58,7 +61,7 @@ class ProposalNetworkConfig(Config):
                 f"overrides {sorted(text - _TEXT_FIELDS[self.architecture])} need numbers"
             )
         if self.architecture == "llama":  # the field checks of LlamaConfig, before any build
-            llama.LlamaConfig(vocab_size=1, **{**presets[self.preset], **self.overrides})
+            LlamaConfig(vocab_size=1, **{**presets[self.preset], **self.overrides})
         if not 0.0 <= self.label_dropout < 1.0:
             raise ValueError(f"label_dropout must be in [0, 1), got {self.label_dropout}")
         if self.label_dropout > 0 and not self.null_class:
@@ -77,8 +80,8 @@ def build_proposal_network(
     """The model of ``cfg`` with a vocabulary for ``num_classes`` (+ null) and the codebook."""
     vocab_size = cfg.layout(codebook_size, num_classes).vocab_size
     if cfg.architecture == "llama":
-        return llama.Llama.from_preset(cfg.preset, vocab_size, **cfg.overrides)
-    model = gpt2.GPT2.from_preset(cfg.preset, vocab_size, **cfg.overrides)
+        return Llama.from_preset(cfg.preset, vocab_size, **cfg.overrides)
+    model = GPT2.from_preset(cfg.preset, vocab_size, **cfg.overrides)
     if cfg.pretrained is not None:
-        gpt2.load_hf_gpt2(model, cfg.pretrained)
+        load_hf_gpt2(model, cfg.pretrained)
     return model
