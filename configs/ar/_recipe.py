@@ -26,14 +26,8 @@ from vq.core.errors import UserError
 from vq.core.loop import LoopConfig
 from vq.core.parallel import StrategyConfig
 from vq.generators import ProposalNetworkConfig
-from vq.train.data import ImageNetConfig
-from vq.train.trainers.ar import (
-    ARRunConfig,
-    FrozenTokenizerConfig,
-    SamplingConfig,
-    TokenFileConfig,
-    fsdp_strategy,
-)
+from vq.train.data import ImageNetConfig, TokenFileConfig
+from vq.train.trainers.ar import ARRunConfig, FrozenTokenizerConfig, SamplingConfig, fsdp_strategy
 
 GUIDANCE_SCALE = 1.75
 LABEL_DROPOUT = 0.1

@@ -24,17 +24,18 @@ from vq.generators import ProposalNetworkConfig, build_proposal_network
 from vq.tokenizers.models.pixel_tokenizer import PixelTokenizer, PixelTokenizerConfig
 from vq.tokenizers.quantizers import VectorQuantizerConfig
 from vq.train.cli import consolidate_main, train_main
-from vq.train.data import ImageNetConfig, PhotosConfig, collate
-from vq.train.tokenizer_run import TokenizerRunConfig
-from vq.train.tokenizer_source import load_frozen_tokenizer
-from vq.train.trainers.ar import (
-    ARRunConfig,
+from vq.train.data import (
+    ImageNetConfig,
+    PhotosConfig,
     TokenFileConfig,
     TokenFileDataset,
+    collate,
     read_token_file_header,
-    transformer_block_parameters,
     write_token_file,
 )
+from vq.train.tokenizer_run import TokenizerRunConfig
+from vq.train.tokenizer_source import load_frozen_tokenizer
+from vq.train.trainers.ar import ARRunConfig, transformer_block_parameters
 
 REPO = Path(__file__).resolve().parents[3]
 DEMO = REPO / "configs" / "demo" / "ar_photos.py"

@@ -16,15 +16,8 @@ from torchvision.transforms import v2
 from vq.core.config import Config
 from vq.core.data import LoaderConfig
 from vq.core.testing import run_distributed
-from vq.train.data import PhotosConfig, build_dataset, collate
-from vq.train.evaluate import (
-    EvalSettings,
-    Meters,
-    TenCropStrip,
-    evaluate_tokenizer,
-    merge_tokens,
-)
-from vq.train.trainers.ar import TokenFileDataset
+from vq.train.data import PhotosConfig, TokenFileDataset, build_dataset, collate, merge_tokens
+from vq.train.evaluate import EvalSettings, Meters, TenCropStrip, evaluate_tokenizer
 
 IMAGE_SIZE = 8
 

@@ -17,10 +17,9 @@ import torch
 from vq.core.configfile import load_config
 from vq.core.tensorfiles import load_weights
 from vq.train.cli import train_main
-from vq.train.data import build_dataset, collate, to_uint8
+from vq.train.data import TokenFileDataset, build_dataset, collate, to_uint8
 from vq.train.eval_cli import command_main
 from vq.train.metrics import FIDStatistics, read_metrics_json, reconstruction_metrics
-from vq.train.trainers.ar import TokenFileDataset
 
 REPO = Path(__file__).resolve().parents[3]
 DEMO = REPO / "configs" / "demo" / "vqgan_photos.py"

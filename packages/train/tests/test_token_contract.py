@@ -28,9 +28,8 @@ from vq.tokenizers.models.vqkd import VQKDConfig, VQKDTokenizer
 from vq.tokenizers.quantizers import FSQConfig, VectorQuantizerConfig
 from vq.tokenizers.teachers import TeacherConfig
 from vq.tokenizers.vit import ViTConfig
-from vq.train.data import PhotosConfig, build_dataset, collate
+from vq.train.data import PhotosConfig, TokenFileDataset, build_dataset, collate
 from vq.train.evaluate import TOKENS_FILE, EvalSettings, Meters, evaluate_tokenizer
-from vq.train.trainers.ar import TokenFileDataset
 
 IMAGE_SIZE = 32
 

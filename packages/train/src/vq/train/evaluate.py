@@ -53,6 +53,7 @@ from vq.train.data import (
     to_float,
     to_uint8,
 )
+from vq.train.data.token_files import merge_tokens
 from vq.train.distillation import cosine_distance, distillation_targets
 from vq.train.metrics import (
     CodebookHistogram,
@@ -71,7 +72,6 @@ from vq.train.metrics.fid import (
     INCEPTION_WEIGHTS,
     LOGITS,
 )
-from vq.train.trainers.ar import write_token_file
 
 PREPROCESSING = "none: Resize(S, bicubic, antialias) + CenterCrop(S), uint8"
 TEN_CROP_PREPROCESSING = "ten-crop: Resize(1.1 S) + CenterCrop(1.1 S) + TenCrop(S), uint8"
@@ -539,54 +539,8 @@ def reference_statistics(
 
 
 # --------------------------------------------------------------------------------------------
-# Token files
+# Ten-crop token files
 # --------------------------------------------------------------------------------------------
-
-
-def merge_tokens(path: Path, parts: list[dict[str, Any]], num_codes: int, crops: int = 1) -> None:
-    """Write the owned tokens of every rank into one token file at ``path`` (a collective).
-
-    Each rank saves its part next to ``path``; rank 0 merges them in dataset order (memory
-    of one copy, on rank 0 only) and removes them, so the ranks must share ``path``'s file
-    system. With ``crops`` > 1 the grids of one image are ``(crops, h, w)`` and become
-    ``crops`` consecutive entries with ids ``<id>/crop<k>``.
-    """
-    rank = distributed.rank()
-    part = path.with_name(f".{path.name}.rank{rank}.pt")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    local = {
-        INDEX: torch.cat([p[INDEX] for p in parts]) if parts else torch.empty(0, dtype=torch.long),
-        "tokens": torch.cat([p["tokens"] for p in parts])
-        if parts
-        else torch.empty(0, dtype=torch.long),
-        "category": torch.cat([p["category"] for p in parts])
-        if parts
-        else torch.empty(0, dtype=torch.long),
-        "ids": [i for p in parts for i in p["ids"]],
-    }
-    torch.save(local, part)
-    distributed.barrier()
-    if distributed.is_main():
-        files = [
-            path.with_name(f".{path.name}.rank{r}.pt") for r in range(distributed.world_size())
-        ]
-        loaded = [torch.load(f, weights_only=True) for f in files]
-        loaded = [p for p in loaded if p[INDEX].numel()]
-        index = torch.cat([p[INDEX] for p in loaded])  # (N,)
-        order = torch.argsort(index)
-        grids = torch.cat([p["tokens"] for p in loaded])[order]  # (N, [crops,] h, w)
-        categories = torch.cat([p["category"] for p in loaded])[order]  # (N,)
-        ids = [i for p in loaded for i in p["ids"]]
-        ids = [ids[i] for i in order.tolist()]
-        if crops > 1:
-            grids = grids.flatten(0, 1)  # (N * crops, h, w)
-            categories = categories.repeat_interleave(crops)
-            ids = [f"{i}/crop{k}" for i in ids for k in range(crops)]
-        write_token_file(path, grids, categories, ids, codebook_size=num_codes)
-        for f in files:
-            f.unlink()
-        LOGGER.info("wrote %d token grids to %s", grids.shape[0], path)
-    distributed.barrier()
 
 
 class TenCropStrip(nn.Module):
@@ -669,7 +623,6 @@ __all__ = [
     "build_tokenizer",
     "evaluate_tokenizer",
     "load_evaluated_weights",
-    "merge_tokens",
     "reference_name",
     "reference_statistics",
     "tokenize_ten_crop",

@@ -15,17 +15,9 @@ With classifier-free guidance (``network.null_class``) each class is replaced by
 id with probability ``network.label_dropout`` (0.1) during training, and sampling mixes
 conditional and null-class logits with ``sampling.guidance_scale`` (1.75).
 
-Tokens can also be read from a *token file* written ahead (``TokenFileConfig``): a
-safetensors file with::
-
-    tokens      int32 (N, h, w)  code ids in [0, codebook_size)
-    categories  int64 (N,)       class of each image
-    ids         uint8 (L,)       UTF-8 of the N image ids joined by "\\n"
-    metadata    {"format": "vq-tokens", "version": "1", "codebook_size": "<K>" (optional)}
-
-``write_token_file`` writes one, ``TokenFileDataset`` reads it. A token file holds one view
-of each image (no random crop or flip, unlike on-the-fly tokenization); it saves the
-tokenizer's forward pass in every step of a long run.
+Tokens can also be read from a *token file* written ahead (``TokenFileConfig``; the format
+is ``vq.train.data.token_files``): it saves the tokenizer's forward pass in every step of a
+long run, at the price of one fixed view of each image.
 
 Recipe (configs/ar/README.md): AdamW lr 1e-4, betas (0.9, 0.98), weight decay 0.2 on every
 parameter, eps 1e-6; cosine from 1e-4 to 0 over the run, no warm-up; 260k iterations of 96
@@ -34,20 +26,14 @@ images; weak augmentation; samples drawn with temperature 1.0, top-k 600, top-p 
 
 from __future__ import annotations
 
-import os
 import typing
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import numpy as np
 import torch
 from pydantic import Field, model_validator
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import Tensor, nn
-from torch.utils.data import Dataset
 
 from vq.core.config import Config
 from vq.core.data import LoaderConfig
@@ -65,142 +51,8 @@ from vq.generators import (
     token_accuracy,
 )
 from vq.train.data import DatasetConfig, ImageNetConfig, build_dataset, collate
+from vq.train.data.token_files import TokenFileConfig, TokenFileDataset, read_token_file_header
 from vq.train.tokenizer_source import load_frozen_tokenizer
-
-# ------------------------------------------------------------------ token files -----
-
-TOKEN_FILE_FORMAT = "vq-tokens"
-TOKEN_FILE_VERSION = "1"
-
-
-def write_token_file(
-    path: Path,
-    tokens: Tensor,
-    categories: Tensor,
-    ids: Sequence[str],
-    *,
-    codebook_size: int | None = None,
-) -> None:
-    """Write ``tokens`` (N, h, w), ``categories`` (N,) and image ``ids`` to ``path``.
-
-    ``codebook_size`` is recorded so that a run training on the file alone (no tokenizer)
-    can size its vocabulary; pass the tokenizer's ``num_codes``. The file appears only when
-    complete (written under a temporary name, then renamed).
-    """
-    if tokens.ndim != 3:
-        raise ValueError(f"tokens must be (N, h, w), got shape {tuple(tokens.shape)}")
-    n = tokens.shape[0]
-    if categories.shape != (n,) or len(ids) != n:
-        raise ValueError(
-            f"{n} token grids but categories of shape {tuple(categories.shape)} and {len(ids)} ids"
-        )
-    if tokens.is_floating_point() or categories.is_floating_point():
-        raise ValueError("tokens and categories must be integer tensors")
-    if any("\n" in i for i in ids):
-        raise ValueError("image ids must not contain newlines")
-    if n and int(tokens.min()) < 0:
-        raise ValueError("tokens must be non-negative code ids")
-    if codebook_size is not None and n and int(tokens.max()) >= codebook_size:
-        raise ValueError(f"a token is {int(tokens.max())}, outside codebook_size {codebook_size}")
-    metadata = {"format": TOKEN_FILE_FORMAT, "version": TOKEN_FILE_VERSION}
-    if codebook_size is not None:
-        metadata["codebook_size"] = str(codebook_size)
-    joined = "\n".join(ids).encode()
-    tensors = {
-        "tokens": tokens.detach().to(torch.int32).cpu().contiguous(),
-        "categories": categories.detach().to(torch.int64).cpu().contiguous(),
-        "ids": torch.from_numpy(np.frombuffer(joined, dtype=np.uint8).copy()),
-    }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
-
-
-@dataclass(frozen=True)
-class TokenFileHeader:
-    """What a token file holds, read without loading its tensors."""
-
-    num: int
-    grid: tuple[int, int]
-    codebook_size: int | None
-
-
-def read_token_file_header(path: Path) -> TokenFileHeader:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"token file {path} does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            keys = set(f.keys())
-            shape = f.get_slice("tokens").get_shape() if "tokens" in keys else None
-    except Exception as e:  # not a safetensors file at all
-        raise UserError(f"token file {path} is not readable: {str(e).splitlines()[0]}") from None
-    if metadata.get("format") != TOKEN_FILE_FORMAT or not {"tokens", "categories", "ids"} <= keys:
-        raise UserError(
-            f"{path} is not a vq token file (expected format {TOKEN_FILE_FORMAT!r} with tokens, "
-            "categories and ids; see vq.train.trainers.ar.write_token_file)"
-        )
-    if shape is None or len(shape) != 3:
-        raise UserError(f"token file {path}: tokens must be (N, h, w), got shape {shape}")
-    size = metadata.get("codebook_size")
-    return TokenFileHeader(shape[0], (shape[1], shape[2]), int(size) if size else None)
-
-
-class TokenFileDataset(Dataset):
-    """Items ``{"id", "tokens" (h, w) int64, "category"}`` of a token file (loaded whole).
-
-    Tokens stay int32 in memory (4 bytes per token: 1.3 GB for ImageNet's 1.28M 16x16
-    grids) and ids a numpy byte-string array, so forked loader workers share the pages.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.header = read_token_file_header(self.path)
-        with safe_open(str(self.path), framework="pt") as f:
-            self._tokens = f.get_tensor("tokens")  # (N, h, w)
-            self._categories = f.get_tensor("categories")  # (N,)
-            raw = f.get_tensor("ids").numpy().tobytes()
-        self._ids = np.array(raw.split(b"\n") if self.header.num else [], dtype=np.bytes_)
-        if self._categories.shape != (self.header.num,) or len(self._ids) != self.header.num:
-            raise UserError(
-                f"token file {self.path}: {self.header.num} grids but "
-                f"{self._categories.shape[0]} categories and {len(self._ids)} ids"
-            )
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        return self.header.grid
-
-    @property
-    def codebook_size(self) -> int | None:
-        return self.header.codebook_size
-
-    def num_classes_needed(self) -> int:
-        return int(self._categories.max()) + 1 if self.header.num else 0
-
-    def max_token(self) -> int:
-        return int(self._tokens.max()) if self.header.num else -1
-
-    def __len__(self) -> int:
-        return self.header.num
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return {
-            "id": self._ids[index].decode(),
-            "tokens": self._tokens[index].long(),  # (h, w)
-            "category": int(self._categories[index]),
-        }
-
-
-class TokenFileConfig(Config):
-    """Train on tokens written ahead (see the module docstring) instead of images."""
-
-    kind: Literal["tokens"] = "tokens"
-    path: Path
-
 
 # A flat tagged union: every image dataset of vq.train.data, or a token file.
 _IMAGE_DATASETS = typing.get_args(typing.get_args(DatasetConfig)[0])
@@ -284,11 +136,6 @@ class TokenSpace:
         return self.grid[0] * self.grid[1]
 
 
-def _image_size(data: Any) -> int:
-    sizes = data.image_sizes() if hasattr(data, "image_sizes") else {data.image_size}
-    return next(iter(sizes))
-
-
 def token_space(config: ARRunConfig, tokenizer: nn.Module | None) -> TokenSpace:
     """Codebook size and grid from the tokenizer and/or the token file; they must agree."""
     if isinstance(config.data, TokenFileConfig):
@@ -308,7 +155,7 @@ def token_space(config: ARRunConfig, tokenizer: nn.Module | None) -> TokenSpace:
             )
         return TokenSpace(size, header.grid)
     assert tokenizer is not None  # the config validator requires it for images
-    return TokenSpace(tokenizer.num_codes, tuple(tokenizer.grid_size(_image_size(config.data))))
+    return TokenSpace(tokenizer.num_codes, tuple(tokenizer.grid_size(config.data.image_size)))
 
 
 def build_network(
