@@ -88,6 +88,19 @@ class RMSNorm(nn.Module):
         return self.weight * x32.to(x.dtype)
 
 
+def init_weights(model: nn.Module, head: nn.Linear) -> None:
+    """Every Linear and Embedding weight of ``model`` N(0, 0.02), RMSNorm gains 1, ``head``
+    0 (the LLaMA init, shared by the bidirectional network of ``maskgit.py``)."""
+    if head.weight.is_meta:
+        return  # a meta-device build (counting, deferred init) holds no values to set
+    for module in model.modules():
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+        elif isinstance(module, RMSNorm):
+            nn.init.ones_(module.weight)
+    nn.init.zeros_(head.weight)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: LlamaConfig, layer: int) -> None:
         super().__init__()
@@ -156,14 +169,7 @@ class Llama(nn.Module):
 
     def reset_parameters(self) -> None:
         """Linear and Embedding weights N(0, 0.02), norms 1, LM head 0 (as the reference)."""
-        if self.lm_head.weight.is_meta:
-            return  # a meta-device build (counting, deferred init) holds no values to set
-        for module in self.modules():
-            if isinstance(module, nn.Linear | nn.Embedding):
-                nn.init.normal_(module.weight, std=0.02)
-            elif isinstance(module, RMSNorm):
-                nn.init.ones_(module.weight)
-        nn.init.zeros_(self.lm_head.weight)
+        init_weights(self, self.lm_head)
 
     @classmethod
     def from_preset(cls, name: str, vocab_size: int, **overrides: int | float) -> Llama:
