@@ -10,6 +10,7 @@ instead of 0.99 so that the codebook keeps up with an encoder that changes withi
 steps rather than thousands.
 """
 
+from configs.vqkd._recipe import vqkd_optimization
 from vq.core.data import LoaderConfig
 from vq.core.loop import LoopConfig
 from vq.tokenizers.models.vqkd import VQKDConfig
@@ -17,7 +18,7 @@ from vq.tokenizers.quantizers import VectorQuantizerConfig
 from vq.tokenizers.teachers import TeacherConfig
 from vq.tokenizers.vit import ViTConfig
 from vq.train.data import PhotosConfig
-from vq.train.trainers.vqkd import TEACHER_DIMS, VQKDRunConfig, vqkd_optimization
+from vq.train.trainers.vqkd import TEACHER_DIMS, VQKDRunConfig
 
 
 def config(

@@ -1,16 +1,17 @@
 """VQ-KD distilling torchvision ConvNeXt-B (1024-d stage-4 map, 7x7 upsampled to 14x14)
 into 8192 x 32 codes: ImageNet at 224 px ('default' augmentation), batch 512 (global),
 250k iterations, DDP.
+
+    uv run train vqkd/convnext_8192_imagenet_ddp configs/vqkd/convnext_8192_imagenet_ddp.py --autocast --auto-resume
+
+Options, e.g. ``--config-options num_codes:16384 lr:1e-4 data_root::/datasets/imagenet``,
+and every value of the recipe: ``vqkd_recipe`` in configs/vqkd/_recipe.py.
 """
 
-from vq.train.data import ImageNetConfig
-from vq.train.trainers.vqkd import vqkd_recipe
+from functools import partial
 
+from configs.vqkd._recipe import vqkd_recipe
 
-def config(iters: int = 250_000, root: str = "data/imagenet"):
-    return vqkd_recipe(
-        "convnext",
-        8192,
-        data=ImageNetConfig(root=root, image_size=224, augmentation="default"),
-        iters=iters,
-    )
+config = partial(
+    vqkd_recipe, "convnext", num_codes=8192, teacher_weights="pretrained/teachers/convnext.pth"
+)

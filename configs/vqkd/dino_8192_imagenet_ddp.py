@@ -1,15 +1,16 @@
 """VQ-KD distilling DINO ViT-B/16 (768-d patch tokens) into 8192 x 32 codes: ImageNet at
 224 px ('default' augmentation), batch 512 (global), 250k iterations, DDP.
+
+    uv run train vqkd/dino_8192_imagenet_ddp configs/vqkd/dino_8192_imagenet_ddp.py --autocast --auto-resume
+
+Options, e.g. ``--config-options num_codes:16384 lr:1e-4 data_root::/datasets/imagenet``,
+and every value of the recipe: ``vqkd_recipe`` in configs/vqkd/_recipe.py.
 """
 
-from vq.train.data import ImageNetConfig
-from vq.train.trainers.vqkd import vqkd_recipe
+from functools import partial
 
+from configs.vqkd._recipe import vqkd_recipe
 
-def config(iters: int = 250_000, root: str = "data/imagenet"):
-    return vqkd_recipe(
-        "dino",
-        8192,
-        data=ImageNetConfig(root=root, image_size=224, augmentation="default"),
-        iters=iters,
-    )
+config = partial(
+    vqkd_recipe, "dino", num_codes=8192, teacher_weights="pretrained/teachers/dino.safetensors"
+)

@@ -1,16 +1,15 @@
 """VQ-KD distilling supervised torchvision ViT-B/16 (768-d patch tokens, without the
 reference's off-by-one) into 16384 x 32 codes: ImageNet at 224 px ('default'
 augmentation), batch 512 (global), 250k iterations, DDP.
+
+    uv run train vqkd/vit_16384_imagenet_ddp configs/vqkd/vit_16384_imagenet_ddp.py --autocast --auto-resume
+
+Options, e.g. ``--config-options num_codes:16384 lr:1e-4 data_root::/datasets/imagenet``,
+and every value of the recipe: ``vqkd_recipe`` in configs/vqkd/_recipe.py.
 """
 
-from vq.train.data import ImageNetConfig
-from vq.train.trainers.vqkd import vqkd_recipe
+from functools import partial
 
+from configs.vqkd._recipe import vqkd_recipe
 
-def config(iters: int = 250_000, root: str = "data/imagenet"):
-    return vqkd_recipe(
-        "vit",
-        16384,
-        data=ImageNetConfig(root=root, image_size=224, augmentation="default"),
-        iters=iters,
-    )
+config = partial(vqkd_recipe, "vit", num_codes=16384, teacher_weights="pretrained/teachers/vit.pth")

@@ -11,7 +11,8 @@ from einops import rearrange
 from safetensors.torch import load_file
 
 from vq.core import launch
-from vq.core.configfile import load_config
+from vq.core.configfile import config_parameters, load_config, parse_assignments
+from vq.core.errors import UserError
 from vq.core.loop import Run, train
 from vq.core.seeding import seed_everything
 from vq.tokenizers.quantizers import CodebookHistogram
@@ -84,6 +85,58 @@ def test_every_config_builds_the_reference_recipe(name: str, strategy: str) -> N
     with torch.device("meta"):  # the full ViT-B, without spending time on its init
         tokenizer = config.build_tokenizer()
     assert tokenizer.num_codes == num_codes and tokenizer.grid_size(224) == (14, 14)
+
+
+OPTIONS = {"num_codes", "code_dim", "lr", "batch_size", "iters", "image_size", "data_root",
+           "strategy", "workers", "teacher_weights"}  # fmt: skip
+
+
+def test_every_imagenet_config_takes_the_shared_options() -> None:
+    configs = sorted((REPO / "configs" / "vqkd").glob("*_imagenet_*.py"))
+    assert len(configs) == len(IMAGENET) + 1
+    for path in configs:
+        assert set(config_parameters(path)) == OPTIONS, path.name
+
+
+def test_config_options_change_what_they_name(tmp_path: Path) -> None:
+    """``--config-options`` as typed on the command line, each landing where it says."""
+    argv = ["num_codes:16384", "code_dim:64", "lr:1e-4", "batch_size:256", "iters:1000",
+            "image_size:256", "data_root::/datasets/imagenet", "strategy::fsdp", "workers:4",
+            f"teacher_weights::{tmp_path / 'dino.pth'}"]  # fmt: skip
+    options = parse_assignments(argv)
+    config = load_config(REPO / "configs/vqkd/dino_8192_imagenet_ddp.py", options)
+    assert isinstance(config, VQKDRunConfig)
+    quantizer = config.model.quantizer
+    assert (quantizer.num_codes, quantizer.dim) == (16384, 64)
+    # The code width is the encoder's output and the decoder's input.
+    assert config.model.encoder.out_dim == config.model.decoder.in_chans == 64
+    assert config.model.feature_dim == TEACHER_DIMS["dino"]
+    assert config.optimization.optimizer.lr == 1e-4 and config.optimization.schedule.min_lr == 1e-5
+    assert (config.loader.batch_size, config.loader.workers, config.loop.iters) == (256, 4, 1000)
+    assert (config.data.root, config.data.image_size, config.image_size) == (
+        "/datasets/imagenet",
+        256,
+        256,
+    )
+    assert config.strategy.kind == "fsdp" and config.teacher.weights == tmp_path / "dino.pth"
+    with torch.device("meta"):
+        assert config.build_tokenizer().grid_size(256) == (16, 16)
+
+    fsdp = REPO / "configs/vqkd/clip_8192_imagenet_fsdp.py"
+    assert load_config(fsdp, {"strategy": "ddp"}).strategy.kind == "ddp"
+    random_teacher = load_config(fsdp, {"teacher_weights": None})
+    assert isinstance(random_teacher, VQKDRunConfig) and random_teacher.teacher.weights is None
+
+
+def test_a_wrong_strategy_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = REPO / "configs/vqkd/clip_8192_imagenet_ddp.py"
+    with pytest.raises(UserError, match=r"^strategy 'zero' is not 'ddp' or 'fsdp'$"):
+        load_config(path, {"strategy": "zero"})
+    argv = ["x", str(path), "--work-dirs", str(tmp_path), "--config-options", "strategy::zero"]
+    assert train_main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: strategy 'zero' is not 'ddp' or 'fsdp'"
+    )
 
 
 @pytest.mark.slow  # imports timm

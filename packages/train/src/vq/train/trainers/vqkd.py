@@ -5,8 +5,8 @@ features under ``no_grad``; the tokenizer encodes the [-1, 1] ``image``, quantiz
 decodes to a prediction of those features on its own token grid; the loss is the mean over
 tokens of ``1 - cos(prediction, target)`` plus the quantizer's commitment loss. The
 codebook follows an EMA of the encoder's features (k-means initialised on the first
-batch) and is in no optimizer; encoder and decoder train with AdamW, weight decay on
-weight matrices only, and a linear warm-up followed by a cosine decay.
+batch) and is in no optimizer; encoder and decoder train with weight decay on weight
+matrices only. The reference's optimiser, schedule and run sizes: configs/vqkd/_recipe.py.
 
 The teacher is built here, not in the model: it is not saved in checkpoints, needs its own
 pretrained file, and is not needed to tokenize. ``VQKDRunConfig.build_tokenizer()`` gives
@@ -20,15 +20,14 @@ from typing import Any, Literal
 from pydantic import Field
 from torch import Tensor
 
-from vq.core.data import LoaderConfig
 from vq.core.errors import UserError
-from vq.core.loop import LoopConfig, Run
-from vq.core.optim import OptimizationConfig, OptimizerConfig, ScheduleConfig
-from vq.core.parallel import StrategyConfig, unwrap
+from vq.core.loop import Run
+from vq.core.optim import OptimizationConfig
+from vq.core.parallel import unwrap
 from vq.tokenizers.models.vqkd import VQKDConfig, VQKDTokenizer
 from vq.tokenizers.optim_groups import param_groups
-from vq.tokenizers.teachers import TeacherConfig, TeacherName, build_teacher
-from vq.train.data import DatasetConfig, build_dataset, collate
+from vq.tokenizers.teachers import TeacherConfig, build_teacher
+from vq.train.data import build_dataset, collate
 from vq.train.distillation import cosine_distillation_loss, distillation_targets
 from vq.train.tokenizer_run import TokenizerRunConfig
 
@@ -50,59 +49,19 @@ TEACHER_DIMS: dict[str, int] = {
 }
 
 
-def vqkd_optimization(
-    lr: float = 2e-4,
-    weight_decay: float = 1e-4,
-    warmup_iters: int = 25_000,
-    min_lr: float = 1e-5,
-) -> OptimizationConfig:
-    """AdamW (0.9, 0.99), linear warm-up from ``1e-8 * lr``, cosine to ``min_lr`` at the end
-    of the run (the reference: 25k + 225k iterations)."""
-    return OptimizationConfig(
-        optimizer=OptimizerConfig(
-            kind="adamw", lr=lr, betas=(0.9, 0.99), eps=1e-8, weight_decay=weight_decay
-        ),
-        schedule=ScheduleConfig(
-            kind="cosine", warmup_iters=warmup_iters, warmup_start_factor=1e-8, min_lr=min_lr
-        ),
-    )
-
-
 class VQKDRunConfig(TokenizerRunConfig):
     trainer: Literal["vqkd"] = "vqkd"
     model: VQKDConfig = Field(default_factory=lambda: VQKDConfig.preset(TEACHER_DIMS["clip"]))
     teacher: TeacherConfig = Field(default_factory=lambda: TeacherConfig(name="clip"))
-    optimization: OptimizationConfig = Field(default_factory=vqkd_optimization)
+    optimization: OptimizationConfig
+    """Encoder and decoder (the EMA codebook is in no optimizer); the reference's in
+    configs/vqkd/_recipe.py."""
     distillation_weight: float = Field(1.0, ge=0.0)
     """Weight of the cosine distillation loss (the commitment weight is the quantizer's)."""
 
     def build_tokenizer(self) -> VQKDTokenizer:
         """The tokenizer (encoder, codebook, feature decoder), without the teacher."""
         return VQKDTokenizer(self.model)
-
-
-def vqkd_recipe(
-    teacher: TeacherName,
-    num_codes: int = 8192,
-    *,
-    data: DatasetConfig,
-    iters: int = 250_000,
-    batch_size: int = 512,
-    workers: int = 10,
-    strategy: StrategyConfig | None = None,
-) -> VQKDRunConfig:
-    """The reference VQ-KD run distilling ``teacher`` into a ``num_codes x 32`` codebook:
-    batch 512 (global), 250k iterations, AdamW 2e-4 with 25k warm-up iterations."""
-    return VQKDRunConfig(
-        loop=LoopConfig(
-            iters=iters, log_interval=50, visual_interval=500, checkpoint_interval=10_000
-        ),
-        loader=LoaderConfig(batch_size=batch_size, batch_size_is_global=True, workers=workers),
-        strategy=strategy or StrategyConfig(),
-        model=VQKDConfig.preset(TEACHER_DIMS[teacher], num_codes=num_codes),
-        teacher=TeacherConfig(name=teacher),
-        data=data,
-    )
 
 
 class VQKDTrainer:
