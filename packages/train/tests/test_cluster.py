@@ -10,7 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from vq.core import launch
-from vq.core.configfile import load_config
+from vq.core.configfile import config_parameters, load_config, parse_assignments
+from vq.core.errors import UserError
 from vq.core.loop import Run, train
 from vq.core.seeding import seed_everything
 from vq.core.testing import run_distributed
@@ -62,6 +63,46 @@ def test_every_config_builds_the_reference_recipe(name: str, teacher: str, strat
         (0.5, 0.9),
     )
     assert opt.schedule.kind == "constant" and opt.optimizer.weight_decay == 0.0
+
+
+# The VQ-KD configs' options but ``code_dim``: a code's width is the teacher's.
+OPTIONS = {"num_codes", "lr", "batch_size", "iters", "image_size", "data_root", "strategy",
+           "workers", "teacher_weights"}  # fmt: skip
+
+
+def test_every_imagenet_config_takes_the_shared_options() -> None:
+    configs = sorted((REPO / "configs" / "cluster").glob("*_imagenet_*.py"))
+    assert len(configs) == 5
+    for path in configs:
+        assert set(config_parameters(path)) == OPTIONS, path.name
+
+
+def test_config_options_change_what_they_name(tmp_path: Path) -> None:
+    """``--config-options`` as typed on the command line, each landing where it says."""
+    argv = ["num_codes:16384", "lr:1e-4", "batch_size:128", "iters:1000", "image_size:224",
+            "data_root::/datasets/imagenet", "strategy::fsdp", "workers:4",
+            f"teacher_weights::{tmp_path / 'vit.pth'}"]  # fmt: skip
+    config = load_config(REPO / "configs/cluster/vit_8192_imagenet_ddp.py", parse_assignments(argv))
+    assert isinstance(config, ClusterRunConfig)
+    quantizer, teacher = config.model.quantizer, config.model.teacher
+    assert (quantizer.num_codes, quantizer.dim) == (16384, TEACHER_DIMS["vit"])
+    assert config.optimization.optimizer.lr == 1e-4
+    assert (config.loader.batch_size, config.loader.workers, config.loop.iters) == (128, 4, 1000)
+    assert (config.data.root, config.data.image_size) == ("/datasets/imagenet", 224)
+    # image_size is the teacher's input too: 224 px, 14x14 tokens of a patch-16 teacher.
+    assert (teacher.image_size, teacher.weights, teacher.with_projection) == (
+        224,
+        tmp_path / "vit.pth",
+        False,
+    )
+    assert config.strategy.kind == "fsdp"
+
+    fsdp = REPO / "configs/cluster/clip_8192_imagenet_fsdp.py"
+    assert load_config(fsdp, {"strategy": "ddp"}).strategy.kind == "ddp"
+    with pytest.raises(UserError, match=r"^strategy 'zero' is not 'ddp' or 'fsdp'$"):
+        load_config(fsdp, {"strategy": "zero"})
+    with pytest.raises(UserError, match="does not take option 'code_dim'"):
+        load_config(fsdp, {"code_dim": 64})
 
 
 @pytest.mark.slow  # imports timm

@@ -4,7 +4,8 @@ The frozen teacher (CLIP ViT-B/16 without projection at 256 px in the reference)
 uint8 ``original_image`` into a 16x16 grid of 768-d features; the quantizer assigns each to
 its nearest code (cosine) and the codebook loss MSE(e, sg(x)) moves the codes, while
 CVQ-VAE re-initialises rarely used codes from the nearest features of the global batch.
-Only the codebook is in the optimizer (Adam 5.4e-5, betas (0.5, 0.9), constant LR).
+Only the codebook is in the optimizer. The reference's optimiser and run sizes:
+configs/cluster/_recipe.py.
 """
 
 from __future__ import annotations
@@ -14,14 +15,11 @@ from typing import Any, Literal
 from pydantic import Field
 from torch import Tensor
 
-from vq.core.data import LoaderConfig
-from vq.core.loop import LoopConfig, Run
-from vq.core.optim import OptimizationConfig, OptimizerConfig
-from vq.core.parallel import StrategyConfig, unwrap
+from vq.core.loop import Run
+from vq.core.optim import OptimizationConfig
+from vq.core.parallel import unwrap
 from vq.tokenizers.models.cluster import ClusterConfig, ClusterTokenizer
-from vq.tokenizers.quantizers import VectorQuantizerConfig
-from vq.tokenizers.teachers import TeacherConfig, TeacherName
-from vq.train.data import DatasetConfig, build_dataset, collate
+from vq.train.data import build_dataset, collate
 from vq.train.tokenizer_run import TokenizerRunConfig
 
 # Width of each teacher's features without projection (Cluster quantizes the encoder's own
@@ -40,49 +38,15 @@ TEACHER_DIMS: dict[str, int] = {
 }
 
 
-def cluster_optimization(lr: float = 5.4e-5) -> OptimizationConfig:
-    """Adam with the VQGAN family's betas (0.5, 0.9) and a constant LR."""
-    return OptimizationConfig(optimizer=OptimizerConfig(kind="adam", lr=lr, betas=(0.5, 0.9)))
-
-
 class ClusterRunConfig(TokenizerRunConfig):
     trainer: Literal["cluster"] = "cluster"
     model: ClusterConfig = Field(default_factory=ClusterConfig)
-    optimization: OptimizationConfig = Field(default_factory=cluster_optimization)
+    optimization: OptimizationConfig
+    """The codebook's alone; the reference's in configs/cluster/_recipe.py."""
 
     def build_tokenizer(self) -> ClusterTokenizer:
         """The frozen teacher (weights from ``model.teacher.weights``) and the codebook."""
         return ClusterTokenizer(self.model)
-
-
-def cluster_recipe(
-    teacher: TeacherName,
-    num_codes: int = 8192,
-    *,
-    data: DatasetConfig,
-    teacher_image_size: int = 256,
-    iters: int = 100_000,
-    batch_size: int = 256,
-    workers: int = 10,
-    strategy: StrategyConfig | None = None,
-) -> ClusterRunConfig:
-    """The reference Cluster run: ``teacher``'s unprojected patch tokens at 256 px (16x16
-    tokens for patch 16), a ``num_codes`` cosine codebook with globally synced CVQ, 100k
-    iterations of 256 images."""
-    return ClusterRunConfig(
-        loop=LoopConfig(
-            iters=iters, log_interval=50, visual_interval=500, checkpoint_interval=10_000
-        ),
-        loader=LoaderConfig(batch_size=batch_size, batch_size_is_global=True, workers=workers),
-        strategy=strategy or StrategyConfig(),
-        model=ClusterConfig(
-            teacher=TeacherConfig(
-                name=teacher, with_projection=False, image_size=teacher_image_size
-            ),
-            quantizer=VectorQuantizerConfig.preset("cluster", num_codes, TEACHER_DIMS[teacher]),
-        ),
-        data=data,
-    )
 
 
 class ClusterTrainer:
