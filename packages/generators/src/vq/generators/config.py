@@ -1,4 +1,14 @@
-"""Typed config of a proposal network and the one function that builds it."""
+"""Typed configs of the proposal networks and the functions that build them.
+
+``ProposalNetworkConfig`` / ``build_proposal_network``: the autoregressive networks (LLaMA,
+GPT-2), which all offer ``network.ProposalNetwork``. ``MaskedNetworkConfig`` /
+``build_masked_network``: the non-autoregressive bidirectional network (``maskgit.MaskGIT``,
+``masking.MaskedTokenNetwork``). They are two configs, not one with a third architecture,
+because the two kinds share no interface: a masked network is called with classes and a
+masked grid, needs the grid size to build and has its own ids (mask token, separate class
+table), and has no pretrained weights or optional null class; one config would make the AR
+builder return a union that every AR caller has to narrow.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +22,8 @@ from vq.generators.gpt2 import GPT2, GPT2Config, load_hf_gpt2
 from vq.generators.gpt2 import PRESETS as GPT2_PRESETS
 from vq.generators.llama import PRESETS as LLAMA_PRESETS
 from vq.generators.llama import Llama, LlamaConfig
+from vq.generators.maskgit import PRESETS as MASKGIT_PRESETS
+from vq.generators.maskgit import MaskGIT, MaskGITConfig
 from vq.generators.network import ProposalNetwork
 from vq.generators.sequence import SequenceLayout
 
@@ -21,6 +33,25 @@ _FIELDS = {
     "gpt2": set(GPT2Config.__dataclass_fields__) - {"vocab_size"},
 }
 _TEXT_FIELDS = {"llama": {"rope"}, "gpt2": set()}  # overrides whose values are strings
+
+
+def _check_preset(
+    architecture: str,
+    presets: dict[str, dict[str, int]],
+    fields: set[str],
+    cfg: ProposalNetworkConfig | MaskedNetworkConfig,
+) -> None:
+    """A known preset, and overrides that are fields of the architecture's config."""
+    if cfg.preset not in presets:
+        raise ValueError(
+            f"unknown {architecture} preset {cfg.preset!r}; choose from {sorted(presets)}"
+        )
+    unknown = set(cfg.overrides) - fields
+    if unknown:
+        raise ValueError(
+            f"overrides {sorted(unknown)} are not {architecture} fields; "
+            f"choose from {sorted(fields)}"
+        )
 
 
 class ProposalNetworkConfig(Config):
@@ -45,16 +76,7 @@ class ProposalNetworkConfig(Config):
     @model_validator(mode="after")
     def _check(self) -> ProposalNetworkConfig:
         presets = _PRESETS[self.architecture]
-        if self.preset not in presets:
-            raise ValueError(
-                f"unknown {self.architecture} preset {self.preset!r}; choose from {sorted(presets)}"
-            )
-        unknown = set(self.overrides) - _FIELDS[self.architecture]
-        if unknown:
-            raise ValueError(
-                f"overrides {sorted(unknown)} are not {self.architecture} fields; "
-                f"choose from {sorted(_FIELDS[self.architecture])}"
-            )
+        _check_preset(self.architecture, presets, _FIELDS[self.architecture], self)
         text = {k for k, v in self.overrides.items() if isinstance(v, str)}
         if text - _TEXT_FIELDS[self.architecture]:
             raise ValueError(
@@ -85,3 +107,40 @@ def build_proposal_network(
     if cfg.pretrained is not None:
         load_hf_gpt2(model, cfg.pretrained)
     return model
+
+
+_MASKGIT_SIZES = {"codebook_size", "num_classes", "grid"}  # given by the builder, not the config
+_MASKGIT_FIELDS = set(MaskGITConfig.__dataclass_fields__) - _MASKGIT_SIZES
+
+
+class MaskedNetworkConfig(Config):
+    """The bidirectional MaskGIT network's size, and its training-time label dropout.
+
+    ``preset`` is a size of ``maskgit.PRESETS`` (the AR sizes), ``overrides`` changes single
+    fields of ``MaskGITConfig`` (``depth``, ``width``, ``heads``, ``ffn_hidden``,
+    ``norm_eps``, ``dropout``). The codebook size, number of classes and grid come from the
+    tokenizer run and the data, given to ``build_masked_network``. The null class is always
+    there; ``label_dropout`` is the probability of training a sample as unconditional
+    (``masking.mask_batch``), which classifier-free guidance at sampling time relies on.
+    """
+
+    preset: str = "medium"
+    overrides: dict[str, int | float] = Field(default_factory=dict)
+    label_dropout: float = 0.1
+
+    @model_validator(mode="after")
+    def _check(self) -> MaskedNetworkConfig:
+        _check_preset("maskgit", MASKGIT_PRESETS, _MASKGIT_FIELDS, self)
+        # the field checks of MaskGITConfig, before any build
+        MaskGITConfig(1, 1, (1, 1), **{**MASKGIT_PRESETS[self.preset], **self.overrides})
+        if not 0.0 <= self.label_dropout < 1.0:
+            raise ValueError(f"label_dropout must be in [0, 1), got {self.label_dropout}")
+        return self
+
+
+def build_masked_network(
+    cfg: MaskedNetworkConfig, codebook_size: int, num_classes: int, grid: tuple[int, int]
+) -> MaskGIT:
+    """The MaskGIT network of ``cfg`` for ``num_classes`` (+ null), the codebook (+ mask
+    token) and the tokenizer's (h, w) token grid."""
+    return MaskGIT.from_preset(cfg.preset, codebook_size, num_classes, grid, **cfg.overrides)
