@@ -60,7 +60,7 @@ def vqkd_optimization(
 def vqkd_recipe(
     teacher: TeacherName,
     *,
-    num_codes: int = 8192,  # the paper's main tokenizer; 16384 in its codebook-size ablation
+    num_codes: int = 8192,  # the paper's main tokenizer (vit_16384_imagenet_ddp.py binds 16384)
     code_dim: int = 32,  # BEiT v2's code width
     lr: float = 2e-4,  # peak, reached after the warm-up
     batch_size: int = 512,  # global, over every rank
