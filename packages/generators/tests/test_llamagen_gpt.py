@@ -32,14 +32,6 @@ DEPTH, WIDTH, HEADS, GRID, CODES, CLASSES = 2, 64, 4, 4, 32, 10
 HIDDEN = 256  # LlamaGen's SwiGLU width of 64: int(2 * 4 * 64 / 3) = 170, up to a multiple of 256
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ----------------------------------------------------------------- the reference -----------
 
 

@@ -11,15 +11,6 @@ from vq.generators.llama import Llama, ffn_hidden_size
 ARCHITECTURES = {"llama": Llama, "gpt2": GPT2}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads and lose a lot on a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def llama_param_count(vocab: int, depth: int, width: int, ffn: int) -> int:
     """Independent count: embedding + untied head, per block 4 attention + 3 SwiGLU matrices
     and two RMSNorm gains, plus the final norm (no biases)."""

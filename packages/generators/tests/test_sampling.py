@@ -24,15 +24,6 @@ NUM_CLASSES, CODEBOOK = 4, 16
 VOCAB = NUM_CLASSES + 1 + CODEBOOK  # with the null class
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads and lose a lot on a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def kept(logits: torch.Tensor) -> list[list[int]]:
     return [torch.isfinite(row).nonzero().flatten().tolist() for row in logits]
 
