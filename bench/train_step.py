@@ -12,7 +12,7 @@ of the embedded photos, so nothing needs downloading.
 
 Each part is timed on its own, with the same tensors a training step uses:
 
-* ``step``: ``VQGANTrainer.step`` (one autoencoder forward, generator backward and Adam step,
+* ``step``: ``VQGANTrainer.step``, i.e. ``GANStep.step`` (one autoencoder forward, generator backward and Adam step,
   discriminator step), the median over ``--steps`` iterations after one warm-up;
 * ``lpips``: LPIPS forward + backward to the reconstruction (what the generator step pays);
 * ``disc``: the generator's GAN term (frozen discriminator forward + backward to the
@@ -37,7 +37,8 @@ from vq.core.loop import Run
 from vq.core.parallel import unwrap
 from vq.tokenizers.losses.vgg16 import TAP_CHANNELS, VGG16Features
 from vq.train.data import PhotosConfig, collate
-from vq.train.trainers.vqgan import VQGANRunConfig, VQGANTrainer, frozen
+from vq.train.gan_step import frozen
+from vq.train.trainers.vqgan import VQGANRunConfig, VQGANTrainer
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs/vqgan/8192_dd2_aglwg075_imagenet_ddp.py"
 
@@ -93,7 +94,7 @@ def measure(
 
     with torch.no_grad():
         fake = unwrap(trainer.model)(image).reconstruction  # (B, 3, 256, 256)
-    lpips = trainer.reconstruction_loss.lpips
+    lpips = trainer.gan.reconstruction_loss.lpips
 
     def lpips_pass() -> None:
         reconstruction = fake.clone().requires_grad_(True)
@@ -101,10 +102,10 @@ def measure(
 
     def discriminator_pass() -> None:
         reconstruction = fake.clone().requires_grad_(True)
-        raw = unwrap(trainer.discriminator)
+        raw = unwrap(trainer.gan.discriminator)
         with frozen(raw):
             (-raw(reconstruction).mean()).backward()
-        trainer._discriminator_step(image, fake, next(iteration))
+        trainer.gan.discriminator_step(image, fake, next(iteration))
 
     return {
         "step": step,

@@ -5,10 +5,11 @@ The two-command pipeline on the embedded photos (CPU, a few minutes in all)::
     uv run train demo/vqkd configs/demo/vqkd_photos.py
     uv run train demo/decoder configs/demo/decoder_photos.py \\
         --config-options it_config::work_dirs/demo/vqkd/vqkd_photos.py \\
-        --load-model-from work_dirs/demo/vqkd/checkpoints/latest
+        it_state_dict::work_dirs/demo/vqkd/checkpoints/latest
 
 ``it_config`` names the VQ-KD run's resolved config (or the demo file itself, if the run
-kept its defaults); the frozen tokenizer's weights come from its checkpoint. The 32 px
+kept its defaults); the frozen tokenizer's weights come from its checkpoint,
+``it_state_dict`` (or ``--load-model-from``). The 32 px
 photos give 4x4 tokens of 8 dims; a 1x1 conv to 32 channels and a small VQGAN decoder
 (three 2x upsamplings) paint them back, trained with L1 and a PatchGAN of depth 2 that joins
 halfway. ``decoder::vit`` swaps in a small ViT pixel decoder (an 8x8 patch per token).
@@ -17,6 +18,9 @@ of ``pretrained/lpips/``). The image grids (photos / reconstructions from the fr
 go to ``work_dirs/demo/decoder/visuals/``.
 """
 
+from pathlib import Path
+
+from configs.decoder._recipe import feature_tokenizer_of
 from vq.core.data import LoaderConfig
 from vq.core.errors import UserError
 from vq.core.loop import LoopConfig
@@ -28,14 +32,15 @@ from vq.tokenizers.discriminators import PatchGANConfig
 from vq.tokenizers.losses import ReconstructionLossConfig
 from vq.tokenizers.vit import ViTConfig
 from vq.train.data import PhotosConfig
-from vq.train.trainers.decoder import DecoderRunConfig, feature_tokenizer_of
-from vq.train.trainers.vqgan import GANConfig
+from vq.train.gan_step import GANConfig
+from vq.train.trainers.decoder import DecoderRunConfig
 
 UPSAMPLE = 8  # 32 px / 4x4 tokens
 
 
 def config(
     it_config: str = "configs/demo/vqkd_photos.py",
+    it_state_dict: str | None = None,
     decoder: str = "conv",
     iters: int = 300,
     image_size: int = 32,
@@ -77,6 +82,7 @@ def config(
     adam = OptimizerConfig(lr=lr, betas=(0.5, 0.9))
     return DecoderRunConfig(
         model=model,
+        tokenizer_weights=[Path(it_state_dict)] if it_state_dict else [],
         data=PhotosConfig(image_size=image_size, augmentation="strong"),
         reconstruction=ReconstructionLossConfig(l1_weight=1.0, lpips_weight=lpips),
         gan=GANConfig(

@@ -21,7 +21,8 @@ from vq.tokenizers.losses import ReconstructionLossConfig
 from vq.tokenizers.models.pixel_tokenizer import PixelTokenizerConfig
 from vq.tokenizers.quantizers import FSQConfig, VectorQuantizerConfig
 from vq.train.data import PhotosConfig
-from vq.train.trainers.vqgan import GANConfig, VQGANRunConfig
+from vq.train.gan_step import GANConfig
+from vq.train.trainers.vqgan import VQGANRunConfig
 
 
 def photos_run(

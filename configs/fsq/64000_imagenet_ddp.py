@@ -1,27 +1,15 @@
-"""FSQ with levels [8, 8, 8, 5, 5, 5] (64000 codes) in the VQGAN f16 autoencoder.
+"""FSQ with levels [8, 8, 8, 5, 5, 5] (64000 codes): ``fsq/8000_imagenet_ddp`` with one more
+8-level channel (connectors 256 -> 256 -> 6 and back), the same taming recipe, DDP.
 
-Connectors 256 -> 256 -> levels and back; no quantizer loss; otherwise taming's recipe with
-PatchGAN depth 3 and adaptive weight gain 0.8."""
+    uv run train fsq/64000_imagenet_ddp configs/fsq/64000_imagenet_ddp.py --autocast --auto-resume
 
-from vq.tokenizers.discriminators import PatchGANConfig
-from vq.tokenizers.quantizers import FSQConfig
-from vq.train.trainers.vqgan import imagenet, vqgan_recipe
+Options, e.g. ``--config-options num_codes:64000 lr:1e-4 data_root::/datasets/imagenet``
+(``num_codes`` picks the levels: 8000 or 64000), and every value of the recipe:
+``fsq_recipe`` in configs/vqgan/_recipe.py.
+"""
 
+from functools import partial
 
-def config(
-    iters: int = 260_000,
-    batch_size: int = 96,
-    data_root: str = "data/imagenet",
-    image_size: int = 256,
-    workers: int = 5,
-):
-    return vqgan_recipe(
-        FSQConfig.for_codebook_size(64000),
-        discriminator=PatchGANConfig(depth=3),
-        gain=0.8,
-        connector_hidden=(256,),
-        iters=iters,
-        batch_size=batch_size,
-        workers=workers,
-        data=imagenet(data_root, image_size),
-    )
+from configs.vqgan._recipe import fsq_recipe
+
+config = partial(fsq_recipe, num_codes=64000)

@@ -3,25 +3,14 @@ codes (the pixel-decoder recipe of the paper's pipeline).
 
 L2 + LPIPS reconstruction; GAN weights 0.5 for both players without the adaptive weight;
 PatchGAN depth 3 from iteration 20k; Adam 1e-4 (0.9, 0.95); 400k iterations at a global
-batch of 128 on ImageNet at 256 px."""
+batch of 128 on ImageNet at 256 px, DDP.
 
-from vq.train.trainers.vqgan import imagenet, llamagen_recipe
+    uv run train llamagen/vqgan_imagenet_ddp configs/llamagen/vqgan_imagenet_ddp.py --autocast --auto-resume
 
+Options, e.g. ``--config-options num_codes:128 image_size:384``, and every value of the
+recipe: ``llamagen_recipe`` in configs/llamagen/_recipe.py.
+"""
 
-def config(
-    iters: int = 400_000,
-    batch_size: int = 128,
-    data_root: str = "data/imagenet",
-    image_size: int = 256,
-    workers: int = 10,
-    num_codes: int = 16384,
-    code_dim: int = 8,
-):
-    return llamagen_recipe(
-        num_codes=num_codes,
-        code_dim=code_dim,
-        iters=iters,
-        batch_size=batch_size,
-        workers=workers,
-        data=imagenet(data_root, image_size),
-    )
+from configs.llamagen._recipe import llamagen_recipe
+
+config = llamagen_recipe

@@ -1,26 +1,17 @@
-"""VQGAN f16, 16384 x 256 codebook (L2), PatchGAN depth 2, adaptive weight gain 0.75 (dd2: PatchGAN depth 2; aglwg075: adaptive GAN weight gain 0.75, taming's f16-16384 recipe).
+"""VQGAN f16, 16384 x 256 codebook (L2), PatchGAN depth 2, adaptive weight gain 0.75 (dd2: PatchGAN depth 2; aglwg075: adaptive GAN weight gain 0.75):
+taming's f16-16384 recipe.
 
 Taming's recipe on ImageNet at 256 px: L1 + LPIPS + hinge GAN from the first iteration,
-Adam 5.4e-5 / 4.32e-4 (0.5, 0.9), 260k iterations at a global batch of 96."""
+Adam 5.4e-5 / 4.32e-4 (0.5, 0.9), 260k iterations at a global batch of 96, DDP.
 
-from vq.tokenizers.discriminators import PatchGANConfig
-from vq.tokenizers.quantizers import VectorQuantizerConfig
-from vq.train.trainers.vqgan import imagenet, vqgan_recipe
+    uv run train vqgan/16384_dd2_aglwg075_imagenet_ddp configs/vqgan/16384_dd2_aglwg075_imagenet_ddp.py --autocast --auto-resume
 
+Options, e.g. ``--config-options num_codes:1024 lr:1e-4 data_root::/datasets/imagenet``,
+and every value of the recipe: ``vqgan_recipe`` in configs/vqgan/_recipe.py.
+"""
 
-def config(
-    iters: int = 260_000,
-    batch_size: int = 96,
-    data_root: str = "data/imagenet",
-    image_size: int = 256,
-    workers: int = 5,
-):
-    return vqgan_recipe(
-        VectorQuantizerConfig.preset("vqgan", num_codes=16384, dim=256),
-        discriminator=PatchGANConfig(depth=2),
-        gain=0.75,
-        iters=iters,
-        batch_size=batch_size,
-        workers=workers,
-        data=imagenet(data_root, image_size),
-    )
+from functools import partial
+
+from configs.vqgan._recipe import vqgan_recipe
+
+config = partial(vqgan_recipe, "vqgan", "patchgan_depth_2", 0.75, num_codes=16384)

@@ -1,25 +1,14 @@
-"""``vqgan/8192_dd2_aglwg075_imagenet_ddp`` with FSDP2 (sharded parameters, gradients and
-optimizer states; sharded checkpoints, see ``consolidate``)."""
+"""The main VQGAN baseline (``vqgan/8192_dd2_aglwg075_imagenet_ddp``) with FSDP2: sharded
+parameters, gradients and optimizer states; sharded checkpoints (see ``consolidate``).
 
-from vq.tokenizers.discriminators import PatchGANConfig
-from vq.tokenizers.quantizers import VectorQuantizerConfig
-from vq.train.trainers.vqgan import imagenet, vqgan_recipe
+    uv run train vqgan/8192_dd2_aglwg075_imagenet_fsdp configs/vqgan/8192_dd2_aglwg075_imagenet_fsdp.py --autocast --auto-resume
 
+Options, e.g. ``--config-options num_codes:1024 lr:1e-4 data_root::/datasets/imagenet``,
+and every value of the recipe: ``vqgan_recipe`` in configs/vqgan/_recipe.py.
+"""
 
-def config(
-    iters: int = 260_000,
-    batch_size: int = 96,
-    data_root: str = "data/imagenet",
-    image_size: int = 256,
-    workers: int = 5,
-):
-    return vqgan_recipe(
-        VectorQuantizerConfig.preset("vqgan", num_codes=8192, dim=256),
-        discriminator=PatchGANConfig(depth=2),
-        gain=0.75,
-        iters=iters,
-        batch_size=batch_size,
-        workers=workers,
-        data=imagenet(data_root, image_size),
-        strategy="fsdp",
-    )
+from functools import partial
+
+from configs.vqgan._recipe import vqgan_recipe
+
+config = partial(vqgan_recipe, "vqgan", "patchgan_depth_2", 0.75, num_codes=8192, strategy="fsdp")

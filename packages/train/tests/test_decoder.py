@@ -79,10 +79,18 @@ def vqkd_run(tmp_path_factory) -> Path:
     return root / "demo" / "vqkd"
 
 
-def train_decoder(vqkd_run: Path, root: Path, *options: str, resume: bool = False) -> Path:
+def train_decoder(
+    vqkd_run: Path, root: Path, *options: str, resume: bool = False, weights_option: bool = False
+) -> Path:
+    """A decoder run whose tokenizer weights come from ``--load-model-from``, or from the
+    config option ``it_state_dict`` with ``weights_option``."""
+    weights = vqkd_run / "checkpoints" / "latest"
     argv = ["demo/decoder", str(DECODER_DEMO), "--work-dirs", str(root)]
     argv += ["--config-options", f"it_config::{vqkd_run / 'vqkd_photos.py'}", "batch_size:8"]
-    argv += [*options, "--load-model-from", str(vqkd_run / "checkpoints" / "latest")]
+    if weights_option:
+        argv += [*options, f"it_state_dict::{weights}"]
+    else:
+        argv += [*options, "--load-model-from", str(weights)]
     assert train_main(argv + (["--auto-resume"] if resume else [])) == 0
     return root / "demo" / "decoder"
 
@@ -171,11 +179,19 @@ def test_decoder_training_leaves_every_tokenizer_tensor_unchanged(
 
 @pytest.mark.slow
 def test_resumed_decoder_run_is_bit_identical(vqkd_run: Path, tmp_path: Path) -> None:
+    """Straight with ``--load-model-from``; in halves with the weights as the config option
+    ``it_state_dict``, so the resumed half finds them in the config alone."""
     options = ("checkpoint_interval:2", "discriminator_start:1", "decoder::vit")
     straight = train_decoder(vqkd_run, tmp_path / "straight", "iters:4", *options)
-    halves = train_decoder(vqkd_run, tmp_path / "halves", "iters:2", *options)
+    halves = train_decoder(vqkd_run, tmp_path / "halves", "iters:2", *options, weights_option=True)
     assert not (halves / "checkpoints" / "iter_4").exists()
-    train_decoder(vqkd_run, tmp_path / "halves", "iters:4", *options, resume=True)
+    resolved = load_config(halves / "decoder_photos.py")
+    assert resolved.tokenizer_weights == [vqkd_run / "checkpoints" / "latest"]
+    train_decoder(
+        vqkd_run, tmp_path / "halves", "iters:4", *options, resume=True, weights_option=True
+    )
+    log = "".join(p.read_text() for p in (halves / "logs").glob("*.log"))
+    assert "resumed from" in log and "--load-model-from" not in log
 
     for name in ("model", "discriminator"):
         a = load_file(str(straight / "checkpoints" / "iter_4" / "models" / f"{name}.safetensors"))
@@ -268,11 +284,16 @@ def test_train_command_errors_are_one_line(tmp_path: Path, capsys, monkeypatch) 
 
     err = _error_of([*base, "--config-options", f"it_config::{vqkd}"], capsys)
     assert "--load-model-from" in err
+    assert "it_state_dict" in err
     err = _error_of(
         [*base, "--config-options", f"it_config::{vqkd}", "--load-model-from", "missing/iter_1"],
         capsys,
     )
     assert "missing/iter_1" in err
+    err = _error_of(
+        [*base, "--config-options", f"it_config::{vqkd}", "it_state_dict::missing/iter_2"], capsys
+    )
+    assert err.startswith("error: it_state_dict missing/iter_2")
     vqgan = CONFIGS / "llamagen" / "vqgan_imagenet_ddp.py"
     err = _error_of([*base, "--config-options", f"it_config::{vqgan}"], capsys)
     assert "VQGANRunConfig" in err and "VQ-KD or Cluster" in err

@@ -25,9 +25,9 @@ from vq.tokenizers.convert.llamagen import llamagen_quantizer
 from vq.tokenizers.models.pixel_tokenizer import PixelTokenizer, PixelTokenizerConfig
 from vq.train.export import convert_command
 from vq.train.sample import sample_main
-from vq.train.trainers.vqgan import llamagen_recipe
 
 REPO = Path(__file__).resolve().parents[3]
+LLAMAGEN_VQGAN = REPO / "configs" / "llamagen" / "vqgan_imagenet_ddp.py"
 RELEASED = {s: REPO / "configs" / "llamagen" / f"c2i_{s}_released.py" for s in ("B", "L", "XL")}
 SIZES = {"B": (12, 768), "L": (24, 1024), "XL": (36, 1280)}
 
@@ -176,7 +176,9 @@ def test_convert_both_and_sample_with_a_released_config(tmp_path: Path, capsys, 
     # A run config that rebuilds the converted tokenizer: LlamaGen's VQGAN recipe, tiny model.
     model = Tokenizer.from_pretrained(tmp_path / "vq").config
     ir_config = tmp_path / "vq_tiny.py"
-    ir_config.write_text(dump_config(llamagen_recipe().model_copy(update={"model": model})))
+    ir_config.write_text(
+        dump_config(load_config(LLAMAGEN_VQGAN).model_copy(update={"model": model}))
+    )
 
     torch.save({"model": gpt_state(2, 64, 32, 10)}, tmp_path / "c2i_tiny.pt")
     argv = ["llamagen-gpt", str(tmp_path / "c2i_tiny.pt"), str(tmp_path / "gpt")]

@@ -23,10 +23,10 @@ from vq.tokenizers.discriminators import PatchGANConfig, build_discriminator
 from vq.tokenizers.losses import r1_penalty
 from vq.tokenizers.losses.vgg16 import TAP_CHANNELS, VGG16Features
 from vq.tokenizers.models.pixel_tokenizer import PixelTokenizer
-from vq.tokenizers.quantizers import FSQConfig, VectorQuantizerConfig
+from vq.tokenizers.quantizers import FSQConfig
 from vq.train.cli import train_main
-from vq.train.data import PhotosConfig, build_dataset, collate
-from vq.train.trainers.vqgan import VQGANRunConfig, VQGANTrainer, vqgan_recipe
+from vq.train.data import build_dataset, collate
+from vq.train.trainers.vqgan import VQGANRunConfig, VQGANTrainer
 
 REPO = Path(__file__).resolve().parents[3]
 CONFIGS = REPO / "configs"
@@ -229,9 +229,7 @@ def test_full_size_parameter_counts_match_the_reference() -> None:
 
 def test_missing_lpips_weights_fail_when_the_trainer_is_built(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # no pretrained/ here
-    config = vqgan_recipe(
-        VectorQuantizerConfig(num_codes=16, dim=4), data=PhotosConfig(image_size=16)
-    )
+    config = _tiny(lpips=1.0)  # the default weight paths, relative to the working directory
     run = Run(config=config, work_dir=tmp_path / "w", device=torch.device("cpu"), seed=0)
     with pytest.raises(UserError, match=re.escape(str(Path("pretrained/lpips/vgg16.pth")))):
         VQGANTrainer(config, run)
@@ -255,8 +253,8 @@ def _expected_step(trainer: VQGANTrainer, image: torch.Tensor, gan_on: bool):
     cfg = trainer.config
     gan = cfg.gan
     model = copy.deepcopy(unwrap(trainer.model))
-    disc = copy.deepcopy(unwrap(trainer.discriminator))
-    lpips = trainer.reconstruction_loss.lpips
+    disc = copy.deepcopy(unwrap(trainer.gan.discriminator))
+    lpips = trainer.gan.reconstruction_loss.lpips
 
     out = model(image)
     rec = out.reconstruction
@@ -314,7 +312,7 @@ def test_one_step_equals_the_plain_two_player_gradients(gan, lpips_files, tmp_pa
 
     with torch.no_grad():
         g_before = [p.clone() for p in trainer.model.parameters()]
-        d_before = [p.clone() for p in trainer.discriminator.parameters()]
+        d_before = [p.clone() for p in trainer.gan.discriminator.parameters()]
     g_grads, d_grads = _expected_step(trainer, batch["image"], gan_on)
     forwards = []
     unwrap(trainer.model).encoder.register_forward_hook(lambda *a: forwards.append(1))
@@ -323,7 +321,7 @@ def test_one_step_equals_the_plain_two_player_gradients(gan, lpips_files, tmp_pa
     assert len(forwards) == 1  # one autoencoder forward per iteration
     for before, grad, after in zip(g_before, g_grads, trainer.model.parameters()):
         torch.testing.assert_close(after, before - grad, rtol=1e-4, atol=1e-6)
-    for i, (before, after) in enumerate(zip(d_before, trainer.discriminator.parameters())):
+    for i, (before, after) in enumerate(zip(d_before, trainer.gan.discriminator.parameters())):
         expected = before if d_grads is None else before - d_grads[i]
         torch.testing.assert_close(after, expected, rtol=1e-4, atol=1e-6)
     assert all(math.isfinite(float(v)) for v in logs.values())
@@ -404,7 +402,7 @@ def _train_on_two_ranks(work_dir: str) -> dict[str, dict[str, torch.Tensor]]:
         "model": {k: v.detach().clone() for k, v in unwrap(trainer.model).named_parameters()},
         "usage": {"usage": unwrap(trainer.model).quantizer.reviver.usage.clone()},
         "discriminator": {
-            k: v.detach().clone() for k, v in unwrap(trainer.discriminator).named_parameters()
+            k: v.detach().clone() for k, v in unwrap(trainer.gan.discriminator).named_parameters()
         },
     }
 

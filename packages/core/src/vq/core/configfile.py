@@ -3,14 +3,16 @@
 A config file is a Python file that defines ``config(**options) -> Config``. Its keyword
 parameters are the options ``--config-options`` may set; anything else is an error::
 
-    # configs/vqgan/8192_dd2_aglwg075_imagenet_ddp.py (shortened)
-    from vq.tokenizers.discriminators import PatchGANConfig
-    from vq.tokenizers.quantizers import VectorQuantizerConfig
-    from vq.train.trainers.vqgan import vqgan_recipe
+    # configs/vqgan/8192_dd2_aglwg075_imagenet_ddp.py
+    from functools import partial
 
-    def config(iters: int = 260_000):
-        quantizer = VectorQuantizerConfig.preset("vqgan", num_codes=8192, dim=256)
-        return vqgan_recipe(quantizer, discriminator=PatchGANConfig(depth=2), gain=0.75, iters=iters)
+    from configs.vqgan._recipe import vqgan_recipe
+
+    config = partial(vqgan_recipe, "vqgan", "patchgan_depth_2", 0.75, num_codes=8192)
+
+``config`` is a plain function or, as here, a recipe function of ``configs/<family>/_recipe.py``
+with the file's architecture bound: the keyword parameters left free (``num_codes``, ``lr``,
+``iters``, ...) are its options.
 
 Values on the command line are parsed with ``ast`` and a small whitelist of node types
 (literals, ``dict(a=1)``-style calls of ``dict``/``list``/``tuple``/``set``, unary minus,

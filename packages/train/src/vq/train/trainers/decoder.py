@@ -6,48 +6,35 @@ a reconstruction recipe of the VQGAN family, and the pair becomes one tokenizer
 
     uv run train decoder/llamagen/vqkd_clip_8192_imagenet_ddp/llamagen configs/decoder/llamagen.py \\
         --config-options it_config::configs/vqkd/clip_8192_imagenet_ddp.py \\
-        --load-model-from work_dirs/vqkd/clip_8192_imagenet_ddp/checkpoints/iter_250000
+        it_state_dict::work_dirs/vqkd/clip_8192_imagenet_ddp/checkpoints/iter_250000
 
 * The tokenizer comes from ``it_config`` (a VQ-KD or Cluster config file, or a run's
-  resolved config) and its weights from ``--load-model-from``, which is required: it is
-  frozen (eval mode, no gradients), left out of checkpoints, and so must be given again
-  when resuming (``--auto-resume --load-model-from ...``: weights load first, the
-  checkpoint then restores the decoder).
+  resolved config) and its weights from ``tokenizer_weights`` (the configs' option
+  ``it_state_dict``), then ``--load-model-from`` (later files win); one of them is required.
+  The tokenizer is frozen (eval mode, no gradients) and left out of checkpoints; since the
+  config names its weights, ``--auto-resume`` finds them again by itself.
 * Only ``pre_decode`` and the pixel decoder are in the generator's optimizer; the
   discriminator trains as in the recipe.
-* The GAN step is ``VQGANTrainer``'s (one generator forward, a generator step with the
-  reconstruction and GAN terms, a discriminator step on the detached reconstruction):
-  the recipes are the reference's IR configs (configs/decoder/README.md), LlamaGen's VQGAN
-  (``configs/decoder/llamagen.py``) or taming's ``dd2_aglwg075`` (``configs/decoder/vqgan.py``).
+* The GAN step is :class:`vq.train.gan_step.GANStep` (one generator forward, a generator
+  step with the reconstruction and GAN terms, a discriminator step on the detached
+  reconstruction). The recipes are in ``configs/decoder/_recipe.py``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
+from pydantic import Field
 from torch import Tensor
 
-from vq.core.configfile import load_config
 from vq.core.errors import UserError
 from vq.core.logging import LOGGER
 from vq.core.loop import Run
 from vq.core.tensorfiles import load_weights
-from vq.decoders import (
-    DecodedTokenizer,
-    DecodedTokenizerConfig,
-    FeatureTokenizerConfig,
-    PixelDecoderName,
-)
-from vq.tokenizers.models.cluster import ClusterConfig
-from vq.tokenizers.models.vqkd import VQKDConfig
-from vq.train.trainers.vqgan import (
-    GANRunConfig,
-    Generator,
-    UsedWeight,
-    VQGANRunConfig,
-    VQGANTrainer,
-)
+from vq.decoders import DecodedTokenizer, DecodedTokenizerConfig
+from vq.train.data import build_dataset, collate
+from vq.train.gan_step import GANRunConfig, GANStep, Generator, UsedWeight
 
 
 class DecoderRunConfig(GANRunConfig):
@@ -55,6 +42,9 @@ class DecoderRunConfig(GANRunConfig):
 
     trainer: Literal["decoder"] = "decoder"
     model: DecodedTokenizerConfig
+    tokenizer_weights: list[Path] = Field(default_factory=list)
+    """Checkpoints or weight files of the frozen tokenizer (its run's ``checkpoints/iter_N``),
+    loaded before ``--load-model-from``; later files win."""
 
     def build_tokenizer(self) -> DecodedTokenizer:
         """The complete tokenizer; its weights are the tokenizer run's checkpoint plus this
@@ -62,76 +52,48 @@ class DecoderRunConfig(GANRunConfig):
         return DecodedTokenizer(self.model)
 
 
-def feature_tokenizer_of(it_config: str | Path) -> FeatureTokenizerConfig:
-    """The tokenizer model config of the VQ-KD or Cluster run config file ``it_config``."""
-    run = load_config(it_config)
-    model = getattr(run, "model", None)
-    if not isinstance(model, VQKDConfig | ClusterConfig):
+def tokenizer_weight_files(config: DecoderRunConfig, run: Run) -> list[Path]:
+    """The files the frozen tokenizer loads: the config's, then ``--load-model-from``."""
+    if not config.tokenizer_weights and not run.load_model_from:
         raise UserError(
-            f"it_config {it_config} is a {type(run).__name__}: a pixel decoder is trained on the "
-            "tokens of a VQ-KD or Cluster run; point it_config at one of their config files "
-            "(or at the resolved config in the run's work dir)"
+            "decoder: the frozen tokenizer needs its weights: give --config-options "
+            "it_state_dict::work_dirs/<tokenizer run>/checkpoints/iter_N (or --load-model-from "
+            "the same path)"
         )
-    return model
-
-
-def decoder_run(
-    recipe: VQGANRunConfig, tokenizer: FeatureTokenizerConfig, decoder: PixelDecoderName = "vqgan"
-) -> DecoderRunConfig:
-    """A pixel decoder for ``tokenizer`` trained with the reconstruction ``recipe`` of a
-    VQGAN-family run (losses, GAN, optimizers, iterations, data, batch, strategy) in place of
-    its autoencoder, as the reference composes its IR and IT configs."""
-    if decoder not in get_args(PixelDecoderName):
-        raise UserError(
-            f"unknown pixel decoder {decoder!r}; choose {', '.join(get_args(PixelDecoderName))}"
-        )
-    return DecoderRunConfig(
-        model=DecodedTokenizerConfig.preset(tokenizer, decoder, grid_size=recipe.image_size // 16),
-        data=recipe.data,
-        reconstruction=recipe.reconstruction,
-        gan=recipe.gan,
-        optimization=recipe.optimization,
-        discriminator_optimization=recipe.discriminator_optimization,
-        loop=recipe.loop,
-        loader=recipe.loader,
-        strategy=recipe.strategy,
-    )
+    for path in config.tokenizer_weights:
+        if not Path(path).exists():
+            raise UserError(f"it_state_dict {path}: no such file or checkpoint directory")
+    for path in run.load_model_from:
+        if not Path(path).exists():
+            raise UserError(f"--load-model-from {path}: no such file or checkpoint directory")
+    return [*config.tokenizer_weights, *run.load_model_from]
 
 
 class DecoderTrainer:
     def __init__(self, config: DecoderRunConfig, run: Run) -> None:
-        if not run.load_model_from:
-            raise UserError(
-                "decoder: the frozen tokenizer needs its weights: pass --load-model-from "
-                "work_dirs/<tokenizer run>/checkpoints/iter_N (again when resuming: decoder "
-                "checkpoints leave the tokenizer out)"
-            )
-        for path in run.load_model_from:
-            if not Path(path).exists():
-                raise UserError(f"--load-model-from {path}: no such file or checkpoint directory")
+        files = tokenizer_weight_files(config, run)
         # The tokenizer first: a missing teacher file (Cluster) fails before anything else.
         decoded = DecodedTokenizer(config.model)
         decoded.check_image_size(config.image_size)
         self.decoded = decoded  # unwrapped
-        self._load_tokenizer(decoded, run.load_model_from)
+        self._load_tokenizer(decoded, files)
         last_layer = UsedWeight(decoded.last_layer)
-        model = run.prepare("model", decoded, exclude=decoded.frozen_prefixes, load=False)
+        self.model = run.prepare("model", decoded, exclude=decoded.frozen_prefixes, load=False)
         opt = run.optimization(
-            "model", model, list(decoded.trainable_parameters()), config.optimization
+            "model", self.model, list(decoded.trainable_parameters()), config.optimization
         )
-        self.model = model
-        # the GAN steps of VQGAN training, on the pixel decoder only
-        self.gan = VQGANTrainer(config, run, Generator(model, opt, last_layer))
-        self.dataset = self.gan.dataset
-        self.collate = self.gan.collate
+        # the GAN step of VQGAN training, on the pixel decoder only
+        self.gan = GANStep(config, run, Generator(self.model, opt, last_layer))
+        self.dataset = build_dataset(config.data, "train")
+        self.collate = collate
 
     @staticmethod
     def _load_tokenizer(decoded: DecodedTokenizer, files: list[Path]) -> None:
-        """``--load-model-from`` into the whole model (a decoder checkpoint may come too);
-        every tokenizer weight must be in the files."""
+        """``files`` into the whole model (a decoder checkpoint may come too); every
+        tokenizer weight must be in them."""
         report = load_weights(decoded, files)
         shown = " ".join(str(f) for f in files)
-        LOGGER.info("--load-model-from into model: %s", report.summary())
+        LOGGER.info("tokenizer weights into model: %s", report.summary())
         frozen = [
             k
             for k in report.missing + report.mismatched
@@ -139,7 +101,7 @@ class DecoderTrainer:
         ]
         if frozen:
             raise UserError(
-                f"decoder: --load-model-from {shown} does not hold the tokenizer of the config "
+                f"decoder: {shown} does not hold the tokenizer of the config "
                 f"({len(frozen)} of its tensors missing or of another shape, e.g. "
                 f"{', '.join(frozen[:3])}); give the checkpoint of the tokenizer run it_config "
                 "names"

@@ -1,112 +1,26 @@
 """GAN training of pixel tokenizers: VQGAN, CVQ-VAE, FSQ and LlamaGen's VQGAN.
 
-One iteration runs the autoencoder forward ONCE and takes two optimizer steps:
-
-1. generator step: ``loss = q_loss + sum(r_losses) + lambda * g_loss``, where the GAN term
-   ``g_loss`` comes from the discriminator judging the reconstruction. The discriminator
-   is called unwrapped (no DDP hooks fire) with its parameters frozen, so the backward
-   computes no discriminator weight gradients and leaves its ``.grad`` untouched (which
-   keeps gradient accumulation of the discriminator correct).
-   ``lambda = generator_weight * adaptive weight`` (VQGAN's ratio of the reconstruction
-   and GAN gradient norms at the decoder's last conv, times a gain), or just
-   ``generator_weight`` when the adaptive weight is off (LlamaGen).
-2. discriminator step on the *detached* reconstruction: real and fake images in separate
-   forwards of the wrapped discriminator (each BatchNorm batch is all-real or all-fake, as
-   in the reference), hinge loss by default, optional R1 penalty.
-
-Before ``discriminator_start`` (iterations ``<= discriminator_start``, counting from 1)
-there is no discriminator step and ``lambda = 0``. The reference ran the autoencoder twice
-per iteration (once per step), doubling the compute and the CVQ-VAE codebook updates;
-reusing the reconstruction here gives the same gradients at half the cost.
-
-Recipes of the reference (``vqgan_recipe``, ``llamagen_recipe``) build the run configs that
-the files under ``configs/{vqgan,cvqvae,fsq,llamagen}/`` return.
+The whole ``PixelTokenizer`` of ``config.model`` (encoder, connectors, quantizer, decoder)
+is the generator of :class:`vq.train.gan_step.GANStep`: one autoencoder forward per
+iteration, a generator step with the reconstruction, quantizer and GAN terms, and a
+discriminator step on the detached reconstruction (that module's docstring has the
+details). The recipes of the reference live beside the configs that use them:
+``configs/vqgan/_recipe.py`` (taming's, also used by ``configs/cvqvae`` and ``configs/fsq``)
+and ``configs/llamagen/_recipe.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Literal, Self
 
-import torch
-from pydantic import Field, model_validator
-from torch import Tensor, nn
+from pydantic import model_validator
+from torch import Tensor
 
-from vq.core.config import Config
-from vq.core.data import LoaderConfig
-from vq.core.loop import LoopConfig, Run
-from vq.core.optim import Optimization, OptimizationConfig, OptimizerConfig
-from vq.core.parallel import StrategyConfig, unwrap
-from vq.tokenizers.discriminators import (
-    DiscriminatorConfig,
-    PatchGANConfig,
-    StyleGAN2DiscriminatorConfig,
-    build_discriminator,
-)
-from vq.tokenizers.losses import (
-    GANLoss,
-    ReconstructionLoss,
-    ReconstructionLossConfig,
-    adaptive_generator_weight,
-    discriminator_loss,
-    generator_loss,
-    r1_penalty,
-)
+from vq.core.loop import Run
+from vq.tokenizers.discriminators import StyleGAN2DiscriminatorConfig
 from vq.tokenizers.models.pixel_tokenizer import PixelTokenizer, PixelTokenizerConfig
-from vq.tokenizers.quantizers import FSQConfig, VectorQuantizerConfig
-from vq.train.data import DatasetConfig, ImageNetConfig, build_dataset, collate
-from vq.train.tokenizer_run import TokenizerRunConfig
-
-
-class GANConfig(Config):
-    """The adversarial part of the objective."""
-
-    discriminator: DiscriminatorConfig = Field(default_factory=PatchGANConfig)
-    loss: GANLoss = "hinge"
-    discriminator_start: int = Field(0, ge=0)
-    """The discriminator trains, and the generator gets its GAN term, at iterations
-    ``> discriminator_start`` (iterations count from 1; 0 = from the first)."""
-    generator_weight: float = Field(1.0, ge=0.0)
-    """Constant factor of the generator's GAN term (LlamaGen: 0.5)."""
-    discriminator_weight: float = Field(1.0, ge=0.0)
-    """Constant factor of the discriminator loss (LlamaGen: 0.5)."""
-    adaptive_weight_gain: float | None = Field(0.8, ge=0.0)
-    """VQGAN's adaptive weight times this gain (taming: 0.8; ``dd2_aglwg075``: 0.75);
-    None switches the adaptive weight off (LlamaGen)."""
-    r1_weight: float = Field(0.0, ge=0.0)
-    """Weight of the R1 gradient penalty on real images (0: off, as in every recipe)."""
-
-
-# Taming's optimizers (configs/vqgan/README.md): Adam, betas (0.5, 0.9), constant LR, no weight decay.
-TAMING_GENERATOR = OptimizationConfig(optimizer=OptimizerConfig(lr=5.4e-5, betas=(0.5, 0.9)))
-TAMING_DISCRIMINATOR = OptimizationConfig(optimizer=OptimizerConfig(lr=4.32e-4, betas=(0.5, 0.9)))
-# LlamaGen's VQGAN: Adam 1e-4, betas (0.9, 0.95), for both.
-LLAMAGEN_OPTIMIZATION = OptimizationConfig(optimizer=OptimizerConfig(lr=1e-4, betas=(0.9, 0.95)))
-
-
-class GANRunConfig(TokenizerRunConfig):
-    """What GAN training of an autoencoder needs besides the model: data, reconstruction
-    losses, the GAN and the two optimizers (shared by VQGAN-family and pixel-decoder runs)."""
-
-    reconstruction: ReconstructionLossConfig = Field(default_factory=ReconstructionLossConfig)
-    gan: GANConfig = Field(default_factory=GANConfig)
-    optimization: OptimizationConfig = TAMING_GENERATOR
-    """Generator: the parameters the model trains."""
-    discriminator_optimization: OptimizationConfig = TAMING_DISCRIMINATOR
-
-    @model_validator(mode="after")
-    def _adaptive_weight_needs_reconstruction(self) -> Self:
-        rec = self.reconstruction
-        if self.gan.adaptive_weight_gain is not None and not (
-            rec.l1_weight or rec.l2_weight or rec.lpips_weight
-        ):
-            raise ValueError(
-                "the adaptive GAN weight compares against the reconstruction loss: give a "
-                "reconstruction weight > 0 or set gan.adaptive_weight_gain to None"
-            )
-        return self
+from vq.train.data import build_dataset, collate
+from vq.train.gan_step import GANRunConfig, GANStep, Generator, UsedWeight
 
 
 class VQGANRunConfig(GANRunConfig):
@@ -137,252 +51,21 @@ class VQGANRunConfig(GANRunConfig):
         return PixelTokenizer(self.model)
 
 
-@contextlib.contextmanager
-def frozen(module: nn.Module) -> Iterator[None]:
-    """Parameters of ``module`` need no gradient inside: activations still carry gradients
-    through it, but no weight gradient is computed or accumulated."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-
-
-class UsedWeight:
-    """The weight tensor a layer used in its latest forward.
-
-    The adaptive GAN weight differentiates w.r.t. the decoder's last conv weight. With one
-    process or DDP that is the parameter itself; FSDP2 swaps in an unsharded copy for the
-    forward, which is the tensor in the autograd graph, so it is recorded as the layer runs.
-    """
-
-    def __init__(self, layer: nn.Module) -> None:
-        self.tensor: Tensor | None = None
-        layer.register_forward_pre_hook(self._record)
-
-    def _record(self, module: nn.Module, args: Any) -> None:
-        self.tensor = module.weight
-
-    def get(self) -> Tensor:
-        if self.tensor is None:
-            raise RuntimeError("the layer has not run a forward pass yet")
-        return self.tensor
-
-
-def _sum(terms: dict[str, Tensor], device: torch.device) -> Tensor:
-    if not terms:
-        return torch.zeros((), device=device)
-    return torch.stack(list(terms.values())).sum()
-
-
-@dataclass
-class Generator:
-    """The autoencoder a GAN run trains: the prepared (maybe wrapped) module, its
-    optimisation, and the decoder's last layer that the adaptive weight differentiates."""
-
-    model: nn.Module
-    opt: Optimization
-    last_layer: UsedWeight
-
-
 class VQGANTrainer:
-    """GAN training of an autoencoder: one forward, a generator step, a discriminator step.
+    """GAN training of the whole pixel tokenizer of ``config.model``."""
 
-    By default it trains a whole ``PixelTokenizer`` built from ``config.model``; a caller
-    that trains only part of a model (the pixel decoder under a frozen tokenizer) passes
-    its own prepared ``generator``. ``config`` needs ``gan``, ``reconstruction``, ``data``
-    and ``discriminator_optimization`` (and ``model``/``optimization`` without a generator).
-    """
-
-    def __init__(
-        self, config: VQGANRunConfig, run: Run, generator: Generator | None = None
-    ) -> None:
-        self.run, self.config = run, config
-        # LPIPS first: a missing weight file should fail before data and models are built.
-        self.reconstruction_loss = ReconstructionLoss(config.reconstruction).to(run.device)
+    def __init__(self, config: VQGANRunConfig, run: Run) -> None:
+        self.config = config
         self.dataset = build_dataset(config.data, "train")
         self.collate = collate
-
-        if generator is None:
-            assert isinstance(config, VQGANRunConfig), "without a generator, a VQGAN run"
-            tokenizer = PixelTokenizer(config.model)
-            last_layer = UsedWeight(tokenizer.decoder.out_conv)
-            model = run.prepare("model", tokenizer)
-            opt = run.optimization("model", model, model.parameters(), config.optimization)
-            generator = Generator(model, opt, last_layer)
-        self.model, self.opt, self.last_layer = generator.model, generator.opt, generator.last_layer
-        self.discriminator = run.prepare(
-            "discriminator", build_discriminator(config.gan.discriminator)
-        )
-        self.d_opt = run.optimization(
-            "discriminator",
-            self.discriminator,
-            self.discriminator.parameters(),
-            config.discriminator_optimization,
-        )
+        tokenizer = PixelTokenizer(config.model)
+        last_layer = UsedWeight(tokenizer.decoder.out_conv)
+        self.model = run.prepare("model", tokenizer)
+        opt = run.optimization("model", self.model, self.model.parameters(), config.optimization)
+        self.gan = GANStep(config, run, Generator(self.model, opt, last_layer))
 
     def step(self, batch: dict[str, Any], iteration: int) -> dict[str, Tensor | float]:
-        gan = self.config.gan
-        image = batch["image"]  # (B, 3, H, W) in [-1, 1]
-        gan_on = iteration > gan.discriminator_start
+        return self.gan.step(batch, iteration)
 
-        # ---- generator: the one autoencoder forward of the iteration
-        with self.opt.accumulate():
-            with self.run.autocast():
-                out = self.model(image)
-                reconstruction = out.reconstruction.float()  # (B, 3, H, W)
-                r_losses = self.reconstruction_loss(reconstruction, image)
-                if gan_on:
-                    # unwrapped + frozen: no DDP hooks, no weight gradients for D here
-                    raw_discriminator = unwrap(self.discriminator)
-                    with frozen(raw_discriminator):
-                        g_logits = raw_discriminator(reconstruction)
-            r_loss = _sum(r_losses, image.device)
-            q_loss = out.quantizer.loss()
-            loss = q_loss + r_loss
-            g_loss = aglw = torch.zeros((), device=image.device)
-            if gan_on:
-                g_loss = generator_loss(gan.loss, g_logits)
-                if gan.adaptive_weight_gain is not None:
-                    aglw = gan.generator_weight * adaptive_generator_weight(
-                        r_loss, g_loss, self.last_layer.get(), gan.adaptive_weight_gain
-                    )
-                else:
-                    aglw = torch.full((), gan.generator_weight, device=image.device)
-                loss = loss + aglw * g_loss
-            self.opt.backward(loss)
-        logs: dict[str, Tensor | float] = {
-            "loss": loss.detach(),
-            **{k: v.detach() for k, v in r_losses.items()},
-            "q_loss": q_loss.detach(),
-            **{f"{k}_loss": v.detach() for k, v in out.quantizer.losses.items()},
-            **out.quantizer.statistics,
-            "g_loss": g_loss.detach(),
-            "aglw": aglw,
-            **{f"g_{k}": v for k, v in self.opt.step(iteration).items()},
-        }
-
-        # ---- discriminator, on the detached reconstruction
-        d_logs: dict[str, Tensor | float] = dict.fromkeys(("d_loss", "d_real", "d_fake"), 0.0)
-        if gan.r1_weight > 0:
-            d_logs["r1"] = 0.0
-        if gan_on:
-            d_logs = self._discriminator_step(image, reconstruction.detach(), iteration)
-        return {**logs, **d_logs}
-
-    def _discriminator_step(
-        self, image: Tensor, fake: Tensor, iteration: int
-    ) -> dict[str, Tensor | float]:
-        gan = self.config.gan
-        with self.d_opt.accumulate():
-            with self.run.autocast():
-                # separate forwards: BatchNorm statistics of all-real and all-fake batches
-                real_logits = self.discriminator(image)
-                fake_logits = self.discriminator(fake)
-            d_loss = gan.discriminator_weight * discriminator_loss(
-                gan.loss, real_logits, fake_logits
-            )
-            total = d_loss
-            logs: dict[str, Tensor | float] = {}
-            if gan.r1_weight > 0:
-                # through the unwrapped module: its gradient reaches the same AccumulateGrad
-                # nodes the wrapped forwards registered, so DDP reduces it with the rest.
-                with self.run.autocast():
-                    r1 = r1_penalty(unwrap(self.discriminator), image)
-                total = total + gan.r1_weight * r1
-                logs["r1"] = r1.detach()
-            self.d_opt.backward(total)
-        return {
-            "d_loss": d_loss.detach(),
-            "d_real": real_logits.detach().float().mean(),
-            "d_fake": fake_logits.detach().float().mean(),
-            **logs,
-            **{f"d_{k}": v for k, v in self.d_opt.step(iteration).items()},
-        }
-
-    @torch.no_grad()
     def visuals(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-        """Rows: images and their reconstructions (eval mode: no codebook update)."""
-        image = batch["image"][:8]
-        self.model.eval()
-        try:
-            with self.run.autocast():
-                reconstruction = self.model(image).reconstruction
-        finally:
-            self.model.train()
-        return {"image": image, "reconstruction": reconstruction.float()}
-
-
-# ---------------------------------------------------------------- recipes ------------
-
-
-def imagenet(root: str = "data/imagenet", image_size: int = 256) -> ImageNetConfig:
-    """ImageNet-1k with the tokenizers' "strong" augmentation (docs/data.md)."""
-    return ImageNetConfig(root=root, image_size=image_size, augmentation="strong")
-
-
-def vqgan_recipe(
-    quantizer: VectorQuantizerConfig | FSQConfig,
-    *,
-    discriminator: PatchGANConfig | StyleGAN2DiscriminatorConfig | None = None,
-    gain: float | None = 0.8,
-    connector_hidden: tuple[int, ...] = (),
-    iters: int = 260_000,
-    batch_size: int = 96,
-    workers: int = 5,
-    data: DatasetConfig | None = None,
-    strategy: Literal["ddp", "fsdp"] = "ddp",
-) -> VQGANRunConfig:
-    """Taming's f16 VQGAN recipe around ``quantizer`` (VQGAN, CVQ-VAE and FSQ configs).
-
-    L1 + LPIPS reconstruction, hinge GAN from the first iteration with the adaptive weight
-    times ``gain``, PatchGAN depth 3 unless ``discriminator`` says otherwise, the taming
-    optimizers, 260k iterations at a global batch of 96 on ImageNet at 256 px.
-    """
-    return VQGANRunConfig(
-        model=PixelTokenizerConfig.from_preset("f16", quantizer, connector_hidden),
-        data=data or imagenet(),
-        gan=GANConfig(
-            discriminator=discriminator or PatchGANConfig(depth=3), adaptive_weight_gain=gain
-        ),
-        loop=LoopConfig(iters=iters),
-        loader=LoaderConfig(batch_size=batch_size, batch_size_is_global=True, workers=workers),
-        strategy=StrategyConfig(kind=strategy),
-    )
-
-
-def llamagen_recipe(
-    *,
-    num_codes: int = 16384,
-    code_dim: int = 8,
-    iters: int = 400_000,
-    batch_size: int = 128,
-    workers: int = 10,
-    data: DatasetConfig | None = None,
-    strategy: Literal["ddp", "fsdp"] = "ddp",
-) -> VQGANRunConfig:
-    """LlamaGen's VQGAN: the taming f16 autoencoder with a 16384 x 8 codebook of
-    l2-normalised codes, L2 + LPIPS reconstruction, fixed GAN weights 0.5 (no adaptive
-    weight), PatchGAN depth 3 from iteration 20k, Adam 1e-4 (0.9, 0.95), 400k iterations
-    at a global batch of 128."""
-    quantizer = VectorQuantizerConfig(num_codes=num_codes, dim=code_dim, normalize=True)
-    return VQGANRunConfig(
-        model=PixelTokenizerConfig.from_preset("f16", quantizer),
-        data=data or imagenet(),
-        reconstruction=ReconstructionLossConfig(l1_weight=0.0, l2_weight=1.0, lpips_weight=1.0),
-        gan=GANConfig(
-            discriminator=PatchGANConfig(depth=3),
-            discriminator_start=20_000,
-            generator_weight=0.5,
-            discriminator_weight=0.5,
-            adaptive_weight_gain=None,
-        ),
-        optimization=LLAMAGEN_OPTIMIZATION,
-        discriminator_optimization=LLAMAGEN_OPTIMIZATION,
-        loop=LoopConfig(iters=iters),
-        loader=LoaderConfig(batch_size=batch_size, batch_size_is_global=True, workers=workers),
-        strategy=StrategyConfig(kind=strategy),
-    )
+        return self.gan.visuals(batch)
