@@ -27,7 +27,6 @@ checkpoints and the NaN guard.
 from __future__ import annotations
 
 import contextlib
-import math
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -59,6 +58,7 @@ from vq.core.logging import (
     progress,
     save_png,
 )
+from vq.core.logwindow import LogWindow
 from vq.core.optim import Optimization, OptimizationConfig
 from vq.core.parallel import StrategyConfig, wrap
 from vq.core.runlock import check_free
@@ -179,10 +179,6 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def _scalar(value: torch.Tensor | float) -> float:
-    return float(value.detach().float().item()) if isinstance(value, torch.Tensor) else float(value)
-
-
 class _Batches:
     """Endless batches across epochs, positioned from the loop state (resumable)."""
 
@@ -234,38 +230,27 @@ def train(run: Run, trainer: Trainer) -> dict[str, float]:
     if start >= cfg.iters:
         LOGGER.info("nothing to do: already at iteration %d of %d", start, cfg.iters)
     bar = progress(cfg.iters, desc="train", unit="it", initial=start)
-    window: dict[str, float] = {}
-    window_n = 0
+    window = LogWindow(run.device)
+    checked = start  # the last iteration whose values were checked to be finite
     tic = time.perf_counter()
     logs: dict[str, float] = {}
     iteration = start
     try:
         for iteration in range(start + 1, cfg.iters + 1):
-            sums: dict[str, float] = {}
-            counts: dict[str, int] = {}
             for _ in range(cfg.accumulation):
                 batch = to_device(batches.next(), run.device)
-                for k, v in trainer.step(batch, iteration).items():
-                    sums[k] = sums.get(k, 0.0) + _scalar(v)
-                    counts[k] = counts.get(k, 0) + 1
+                window.add(trainer.step(batch, iteration))
             # mean over the micro-batches that reported each value (lr: only the last one)
-            step_logs = {k: sums[k] / counts[k] for k in sums}
-            bad = {k: v for k, v in step_logs.items() if not math.isfinite(v)}
-            if bad:
-                previous = latest_checkpoint(checkpoints.directory)
-                kept = f"; last good checkpoint: {previous}" if previous else ""
-                raise NonFiniteLossError(
-                    f"non-finite values at iteration {iteration}: {format_scalars(step_logs)}{kept}"
-                )
+            window.end_iteration(iteration)
             state.loop["iteration"] = iteration
-            for k, v in step_logs.items():
-                window[k] = window.get(k, 0.0) + v
-            window_n += 1
             bar.update(1)
             if iteration % cfg.log_interval == 0 or iteration == cfg.iters:
-                logs = _reduce({k: v / window_n for k, v in window.items()})
+                means, bad = window.read()  # the one host read of the interval
+                _stop_if_bad(window, bad, checkpoints)
+                checked = iteration
+                logs = _reduce(means)
                 elapsed = time.perf_counter() - tic
-                speed = window_n / elapsed if elapsed > 0 else float("nan")
+                speed = len(window.iterations) / elapsed if elapsed > 0 else float("nan")
                 eta = (cfg.iters - iteration) / speed if speed > 0 else float("nan")
                 memory = _memory_mib(run.device)
                 LOGGER.info(
@@ -278,18 +263,33 @@ def train(run: Run, trainer: Trainer) -> dict[str, float]:
                     format_scalars(logs),
                 )
                 board.scalars("train", {**logs, "it_per_s": speed}, iteration)
-                window, window_n, tic = {}, 0, time.perf_counter()
+                window.reset()
+                tic = time.perf_counter()
             if visuals is not None and (
                 iteration % cfg.visual_interval == 0 or iteration == cfg.iters
             ):
                 _save_visuals(run, board, visuals, batch, iteration)
             if iteration % cfg.checkpoint_interval == 0 or iteration == cfg.iters:
+                if checked != iteration:  # a NaN never reaches a checkpoint
+                    _stop_if_bad(window, window.first_bad(), checkpoints)
+                    checked = iteration
                 path = checkpoints.save(state, iteration)
                 LOGGER.info("saved checkpoint %s", path)
     finally:
         bar.close()
         board.close()
     return logs
+
+
+def _stop_if_bad(window: LogWindow, bad: int, checkpoints: Checkpointer) -> None:
+    """NonFiniteLossError naming iteration ``bad`` and what it logged, unless ``bad`` is 0."""
+    if not bad:
+        return
+    previous = latest_checkpoint(checkpoints.directory)
+    kept = f"; last good checkpoint: {previous}" if previous else ""
+    raise NonFiniteLossError(
+        f"non-finite values at iteration {bad}: {format_scalars(window.logged_at(bad))}{kept}"
+    )
 
 
 def _reduce(values: dict[str, float]) -> dict[str, float]:
