@@ -112,9 +112,12 @@ def build_scheduler(
     return LambdaLR(optimizer, [factor_of(base) for base in bases])
 
 
-def clip_gradients(params: list[torch.Tensor], max_norm: float) -> float:
+def clip_gradients(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
     """Scale the gradients of ``params`` to a global L2 norm of at most ``max_norm``; returns
-    the norm before clipping.
+    the norm before clipping, a 0-dim tensor on the gradients' device.
+
+    Nothing here reads the device: the norm and the clip factor stay tensors (reading the
+    norm, e.g. to log it, waits for the backward pass to finish).
 
     FSDP shards gradients (DTensors) except those of parameters it keeps whole
     (``vq.core.parallel``); torch's ``clip_grad_norm_`` refuses such a mix, so each kind is
@@ -124,16 +127,17 @@ def clip_gradients(params: list[torch.Tensor], max_norm: float) -> float:
     whole = [p for p in params if not hasattr(p.grad, "full_tensor")]
     if not sharded or not whole:
         norm = torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
-        return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+        return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
     from torch.nn.utils import get_total_norm
 
     sharded_norm = get_total_norm([p.grad for p in sharded], foreach=True).full_tensor()
     whole_norm = get_total_norm([p.grad for p in whole], foreach=True)
-    total = float(torch.hypot(sharded_norm, whole_norm.to(sharded_norm.device)))
-    factor = max_norm / (total + 1e-6)  # torch's rule
-    if factor < 1.0:
-        for group in (sharded, whole):
-            torch._foreach_mul_([p.grad for p in group], factor)
+    total = torch.hypot(sharded_norm, whole_norm.to(sharded_norm.device))
+    # torch's rule, as clip_grad_norm_ computes it: a factor of 1 leaves gradients exact
+    factor = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    torch._foreach_mul_([p.grad.to_local() for p in sharded], factor)
+    whole_grads = [p.grad for p in whole]
+    torch._foreach_mul_(whole_grads, factor.to(whole_grads[0].device))
     return total
 
 
@@ -190,13 +194,14 @@ class Optimization:
     def backward(self, loss: torch.Tensor, retain_graph: bool = False) -> None:
         self.scaler.scale(loss / self.accumulation).backward(retain_graph=retain_graph)
 
-    def step(self, iteration: int | None = None) -> dict[str, float]:
-        """Count a micro-batch; on the last one, step and return ``lr`` and ``grad_norm``."""
+    def step(self, iteration: int | None = None) -> dict[str, torch.Tensor | float]:
+        """Count a micro-batch; on the last one, step and return ``lr`` (a float) and
+        ``grad_norm`` (a device tensor, read by the loop once per log interval)."""
         if not self.last_micro:
             self.micro += 1
             return {}
         self.micro = 0
-        logs: dict[str, float] = {"lr": self.optimizer.param_groups[0]["lr"]}
+        logs: dict[str, torch.Tensor | float] = {"lr": self.optimizer.param_groups[0]["lr"]}
         self.scaler.unscale_(self.optimizer)
         params = [p for p in self.params if p.grad is not None]
         max_norm = self.config.clip_grad_norm or math.inf
