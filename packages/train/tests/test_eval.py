@@ -17,7 +17,9 @@ from vq.core.config import Config
 from vq.core.data import LoaderConfig
 from vq.core.testing import run_distributed
 from vq.train.data import PhotosConfig, TokenFileDataset, build_dataset, collate, merge_tokens
-from vq.train.evaluate import EvalSettings, Meters, TenCropStrip, evaluate_tokenizer
+from vq.train.evaluation.common import EvalSettings, Meters
+from vq.train.evaluation.ten_crop import TenCropStrip
+from vq.train.evaluation.tokenizer_pass import evaluate_tokenizer
 
 IMAGE_SIZE = 8
 

@@ -29,7 +29,8 @@ from vq.tokenizers.quantizers import FSQConfig, VectorQuantizerConfig
 from vq.tokenizers.teachers import TeacherConfig
 from vq.tokenizers.vit import ViTConfig
 from vq.train.data import PhotosConfig, TokenFileDataset, build_dataset, collate
-from vq.train.evaluate import TOKENS_FILE, EvalSettings, Meters, evaluate_tokenizer
+from vq.train.evaluation.common import EvalSettings, Meters
+from vq.train.evaluation.tokenizer_pass import TOKENS_FILE, evaluate_tokenizer
 
 IMAGE_SIZE = 32
 

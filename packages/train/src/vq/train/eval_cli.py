@@ -23,8 +23,9 @@ Both take ``--load-model-from`` files that are loaded before a checkpoint's own 
 checkpoint wins): the frozen parts a checkpoint leaves out, e.g. the tokenizer under a
 pixel decoder. Outside torchrun, ``--nproc N`` starts N processes (default: one per GPU).
 
-A tokenizer run (``build_tokenizer()``) is measured by ``vq.train.evaluate``: reconstruction,
-rFID, codebook. An AR run by ``vq.train.evaluate_generator``: loss, token accuracy, and gFID
+A tokenizer run (``vq.train.tokenizer_run``) is measured by
+``vq.train.evaluation.tokenizer_pass``: reconstruction, rFID, codebook. An AR run by
+``vq.train.evaluation.generator_pass``: loss, token accuracy, and gFID
 of one image per val image generated from its class, without guidance and at every
 ``--guidance`` scale (default: the config's); ``--seed`` fixes those images.
 """
@@ -53,15 +54,10 @@ from vq.train.cli import (
     work_dir_of,
     write_resolved_config,
 )
-from vq.train.evaluate import (
-    TEN_CROP_TOKENS_FILE,
-    EvalSettings,
-    Evaluation,
-    TokenizerEvaluator,
-    load_evaluated_weights,
-    tokenize_ten_crop,
-)
-from vq.train.evaluate_generator import GeneratorEvaluator
+from vq.train.evaluation.common import EvalSettings, Evaluation, load_evaluated_weights
+from vq.train.evaluation.generator_pass import GeneratorEvaluator
+from vq.train.evaluation.ten_crop import TEN_CROP_TOKENS_FILE, tokenize_ten_crop
+from vq.train.evaluation.tokenizer_pass import TokenizerEvaluator
 from vq.train.fid_command import add_inception_argument
 from vq.train.fid_command import main as fid_command_main
 from vq.train.metrics import write_metrics_json

@@ -203,7 +203,7 @@ def _dataset_of(args: argparse.Namespace) -> tuple[Any, LoaderConfig] | None:
 def run_fid(args: argparse.Namespace, argv: list[str]) -> int:
     """Statistics of a split of CONFIG's data, written by rank 0 (a collective)."""
     # imported here: the datasets pull in torchvision, seconds that --images does not need
-    from vq.train.evaluate import reference_name, reference_statistics
+    from vq.train.evaluation.reference import reference_name, reference_statistics
 
     found = _dataset_of(args)
     assert found is not None, "run_fid is the CONFIG mode"
