@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from vq.core.config import Config
 from vq.core.distributed import all_gather_cat, all_reduce_
 from vq.tokenizers.quantizers.search import DEFAULT_CHUNK_ROWS, Distance, nearest_codes
+from vq.tokenizers.quantizers.statistics import code_counts
 
 
 class CVQConfig(Config):
@@ -62,8 +63,8 @@ class DeadCodeReviver(nn.Module):
     @torch.no_grad()
     def update_usage(self, indices: Tensor) -> None:
         """Fold this step's global code frequencies (from ``indices`` (N,)) into ``usage``."""
-        counts = torch.bincount(indices, minlength=self.num_codes).to(self.usage.dtype)
-        total = counts.new_tensor([float(indices.numel())])
+        counts = code_counts(indices, self.num_codes).to(self.usage.dtype)
+        total = counts.new_full((1,), float(indices.numel()))  # not new_tensor: a blocking copy
         stacked = all_reduce_(torch.cat([counts, total]))  # (K + 1,)
         counts, total = stacked[:-1], stacked[-1]
         frequency = counts / total.clamp_min(1)

@@ -17,6 +17,7 @@ from torch import Tensor
 from vq.core.amp import fp32
 from vq.core.distributed import all_gather_cat, broadcast_, is_main
 from vq.tokenizers.quantizers.search import DEFAULT_CHUNK_ROWS, Distance, nearest_codes
+from vq.tokenizers.quantizers.statistics import code_counts
 
 
 @fp32
@@ -49,7 +50,7 @@ def kmeans(
     for _ in range(iterations):
         assign = nearest_codes(x, centroids, distance, chunk_rows).indices  # (N,)
         sums = torch.zeros_like(centroids).index_add_(0, assign, x)  # (K, D)
-        counts = torch.bincount(assign, minlength=num_codes)  # (K,)
+        counts = code_counts(assign, num_codes)  # (K,)
         means = sums / counts.clamp_min(1).unsqueeze(1).to(sums.dtype)
         if normalize:
             means = F.normalize(means, dim=1)

@@ -20,6 +20,16 @@ from torch import Tensor
 from vq.core.distributed import all_reduce_
 
 
+def code_counts(indices: Tensor, num_codes: int) -> Tensor:
+    """(K,) int64 histogram of the code ids ``indices`` (N,), values in [0, K).
+
+    ``torch.bincount`` on CUDA reads the largest id back to the host to size its output,
+    a device sync on every training forward; the size is known, so scatter into it.
+    """
+    counts = torch.zeros(num_codes, dtype=torch.long, device=indices.device)
+    return counts.scatter_add_(0, indices, torch.ones_like(indices))
+
+
 def _summaries(counts: Tensor, num_codes: int) -> dict[str, Tensor]:
     """usage, entropy (nats) and perplexity of a (K,) histogram, as fp32 scalars."""
     counts = counts.to(torch.float64)
@@ -39,7 +49,7 @@ def codebook_statistics(indices: Tensor, num_codes: int) -> dict[str, Tensor]:
 
     Every rank must call this (it all-reduces a (K,) histogram).
     """
-    counts = torch.bincount(indices.reshape(-1), minlength=num_codes)  # (K,)
+    counts = code_counts(indices.reshape(-1), num_codes)  # (K,)
     all_reduce_(counts)
     return _summaries(counts, num_codes)
 

@@ -118,7 +118,7 @@ class VectorQuantizer(Quantizer):
     """Nearest-neighbour quantizer over a (K, D) codebook; see the module docstring."""
 
     codebook: Tensor  # (K, D): a parameter for gradient updates, a buffer for EMA
-    initialized: Tensor  # () bool: False until the lazy k-means has run
+    initialized: Tensor  # () bool: False until the lazy k-means has run (kept in checkpoints)
 
     def __init__(self, cfg: VectorQuantizerConfig) -> None:
         super().__init__()
@@ -131,6 +131,9 @@ class VectorQuantizer(Quantizer):
         else:
             self.register_buffer("codebook", weight)
         self.register_buffer("initialized", torch.tensor(False))
+        # ``initialized`` mirrored on the host, so that forward never reads the buffer (a
+        # device sync); set with the buffer and again whenever a state dict is loaded.
+        self._kmeans_pending = False
         self.reviver = DeadCodeReviver(cfg.num_codes, cfg.cvq) if cfg.cvq is not None else None
         self.reset_parameters()
 
@@ -140,6 +143,7 @@ class VectorQuantizer(Quantizer):
         bound = 1.0 / self.num_codes
         self.codebook.uniform_(-bound, bound)
         self.initialized.fill_(self.cfg.init == "uniform")
+        self._kmeans_pending = self.cfg.init == "kmeans"
         if self.reviver is not None:
             self.reviver.usage.zero_()
 
@@ -172,10 +176,9 @@ class VectorQuantizer(Quantizer):
 
     def forward(self, z: Tensor) -> QuantizerOutput:
         self._check_input(z)
-        cfg = self.cfg
         with fp32_region():
             x = self._prepare(z)  # (N, D)
-            if self.training and cfg.init == "kmeans" and not bool(self.initialized):
+            if self.training and self._kmeans_pending:
                 self._kmeans_init(x.detach())
 
             # Local CVQ anchors come out of the same search; synced ones need all features.
@@ -225,6 +228,12 @@ class VectorQuantizer(Quantizer):
         )  # (K, D), identical on every rank
         self.codebook.copy_(centroids)
         self.initialized.fill_(True)
+        self._kmeans_pending = False
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        # one host read per load, not per forward
+        self._kmeans_pending = self.cfg.init == "kmeans" and not bool(self.initialized)
 
     @torch.no_grad()
     def _update_codebook(
