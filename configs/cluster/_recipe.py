@@ -68,7 +68,7 @@ def cluster_recipe(
     """Cluster over ``teacher``'s features on ImageNet; the options are the module
     docstring's."""
     if strategy not in ("ddp", "fsdp"):
-        raise UserError(f"strategy {strategy!r} is not 'ddp' or 'fsdp'")
+        raise UserError(f"option strategy {strategy!r}: choose one of ddp, fsdp")
     features = TeacherConfig(
         name=teacher, weights=teacher_weights, with_projection=False, image_size=image_size
     )

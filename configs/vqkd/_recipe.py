@@ -73,7 +73,7 @@ def vqkd_recipe(
 ) -> VQKDRunConfig:
     """VQ-KD distilling ``teacher`` on ImageNet; the options are the module docstring's."""
     if strategy not in ("ddp", "fsdp"):
-        raise UserError(f"strategy {strategy!r} is not 'ddp' or 'fsdp'")
+        raise UserError(f"option strategy {strategy!r}: choose one of ddp, fsdp")
     return VQKDRunConfig(
         model=VQKDConfig.preset(TEACHER_DIMS[teacher], num_codes=num_codes, code_dim=code_dim),
         teacher=TeacherConfig(name=teacher, weights=teacher_weights),

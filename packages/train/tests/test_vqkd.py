@@ -130,12 +130,12 @@ def test_config_options_change_what_they_name(tmp_path: Path) -> None:
 
 def test_a_wrong_strategy_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     path = REPO / "configs/vqkd/clip_8192_imagenet_ddp.py"
-    with pytest.raises(UserError, match=r"^strategy 'zero' is not 'ddp' or 'fsdp'$"):
+    with pytest.raises(UserError, match=r"^option strategy 'zero': choose one of ddp, fsdp$"):
         load_config(path, {"strategy": "zero"})
     argv = ["x", str(path), "--work-dirs", str(tmp_path), "--config-options", "strategy::zero"]
     assert train_main(argv) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "error: strategy 'zero' is not 'ddp' or 'fsdp'"
+        "error: option strategy 'zero': choose one of ddp, fsdp"
     )
 
 
