@@ -47,7 +47,6 @@ from vq.train.data import ImageNetConfig
 from vq.train.gan_step import GANConfig
 from vq.train.trainers.vqgan import VQGANRunConfig
 
-STRATEGIES = ("ddp", "fsdp")
 TAMING_BETAS = (0.5, 0.9)  # the reference's vqgan runner: both Adams
 FSQ_CONNECTOR_HIDDEN = (256,)  # FSQ: 1x1 conv connectors 256 -> 256 -> levels and back
 Discriminator = Literal["patchgan_depth_2", "patchgan_depth_3", "stylegan2"]
@@ -65,14 +64,6 @@ class Training:
     data_root: str
     strategy: str
     workers: int
-
-
-def strategy_config(strategy: str) -> StrategyConfig:
-    """DDP, or FSDP2 (sharded parameters, gradients and optimizer states; sharded
-    checkpoints, which ``consolidate`` joins)."""
-    if strategy not in STRATEGIES:
-        raise UserError(f"option strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
-    return StrategyConfig(kind=strategy)
 
 
 def imagenet(data_root: str, image_size: int) -> ImageNetConfig:
@@ -111,7 +102,7 @@ def gan_run(
         loader=LoaderConfig(
             batch_size=training.batch_size, batch_size_is_global=True, workers=training.workers
         ),
-        strategy=strategy_config(training.strategy),
+        strategy=StrategyConfig.option(training.strategy),
     )
 
 

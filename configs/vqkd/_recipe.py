@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Literal
 
 from vq.core.data import LoaderConfig
-from vq.core.errors import UserError
 from vq.core.loop import LoopConfig
 from vq.core.optim import OptimizationConfig, OptimizerConfig, ScheduleConfig
 from vq.core.parallel import StrategyConfig
@@ -72,8 +71,6 @@ def vqkd_recipe(
     teacher_weights: str | Path | None,
 ) -> VQKDRunConfig:
     """VQ-KD distilling ``teacher`` on ImageNet; the options are the module docstring's."""
-    if strategy not in ("ddp", "fsdp"):
-        raise UserError(f"option strategy {strategy!r}: choose one of ddp, fsdp")
     return VQKDRunConfig(
         model=VQKDConfig.preset(TEACHER_DIMS[teacher], num_codes=num_codes, code_dim=code_dim),
         teacher=TeacherConfig(name=teacher, weights=teacher_weights),
@@ -86,5 +83,5 @@ def vqkd_recipe(
             checkpoint_interval=10_000,
         ),
         loader=LoaderConfig(batch_size=batch_size, batch_size_is_global=True, workers=workers),
-        strategy=StrategyConfig(kind=strategy),
+        strategy=StrategyConfig.option(strategy),
     )

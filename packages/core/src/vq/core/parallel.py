@@ -14,6 +14,7 @@ make the same in-place change on every rank (CVQ and k-means sync over the group
 
 from __future__ import annotations
 
+import typing
 from typing import Literal
 
 import torch
@@ -22,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from vq.core import distributed
 from vq.core.config import Config
+from vq.core.errors import UserError
 
 
 class StrategyConfig(Config):
@@ -31,6 +33,15 @@ class StrategyConfig(Config):
     fsdp_min_params: int = 1_000_000
     """FSDP only: sub-modules with at least this many parameters become their own shard unit."""
     fsdp_reshard_after_forward: bool = True
+
+    @classmethod
+    def option(cls, kind: str) -> StrategyConfig:
+        """The strategy a config file's ``strategy`` option names; another name is one
+        ``UserError`` line listing the choices."""
+        choices = typing.get_args(cls.model_fields["kind"].annotation)
+        if kind not in choices:
+            raise UserError(f"option strategy {kind!r}: choose one of {', '.join(choices)}")
+        return cls(kind=kind)
 
 
 def has_trainable_parameters(module: nn.Module) -> bool:
