@@ -6,29 +6,13 @@ ImageNet 256 px, DDP.
         --config-options ir_config::work_dirs/<tokenizer run>/<config>.py \\
         ir_state_dict::work_dirs/<tokenizer run>/checkpoints/latest
 
-The recipe and every option are described in configs/ar/_recipe.py.
+Options (``lr``, ``batch_size``, ``iters``, ``image_size``, ``data_root``, ``strategy``,
+``workers``, ``transformer_size``, ``token_file``) and every value of the recipe:
+``c2i_recipe`` in configs/ar/_recipe.py.
 """
+
+from functools import partial
 
 from configs.ar._recipe import c2i_recipe
 
-
-def config(
-    ir_config: str | None = None,
-    ir_state_dict: str | None = None,
-    it_state_dict: str | None = None,
-    iters: int = 260_000,
-    batch_size: int = 96,
-    transformer_size: str = "medium",
-    token_file: str | None = None,
-):
-    return c2i_recipe(
-        "llama",
-        guidance=True,
-        ir_config=ir_config,
-        ir_state_dict=ir_state_dict,
-        it_state_dict=it_state_dict,
-        iters=iters,
-        batch_size=batch_size,
-        transformer_size=transformer_size,
-        token_file=token_file,
-    )
+config = partial(c2i_recipe, "llama", True)

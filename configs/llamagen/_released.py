@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from configs.ar._recipe import c2i_loop, c2i_optimization
 from vq.core.errors import UserError
 from vq.generators import ProposalNetworkConfig
 from vq.train.data import ImageNetConfig
@@ -61,4 +62,8 @@ def released_recipe(
         sampling=SamplingConfig(
             guidance_scale=GUIDANCE[size], temperature=1.0, top_k=None, top_p=None
         ),
+        # released weights are evaluated, not trained; should they be fine-tuned, it is with
+        # the AR recipe's optimizer and length
+        optimization=c2i_optimization(),
+        loop=c2i_loop(),
     )

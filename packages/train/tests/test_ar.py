@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from vq.core.configfile import dump_config, load_config
 from vq.core.errors import UserError
 from vq.core.loop import LoopConfig
+from vq.core.optim import OptimizationConfig
 from vq.core.parallel import _shard_units
 from vq.core.tensorfiles import read_weights
 from vq.core.testing import run_distributed
@@ -126,7 +127,15 @@ def test_frozen_tokenizer_merges_files_in_order_and_refuses_gaps(
     with pytest.raises(UserError, match="no weights"):
         load_frozen_tokenizer(config_file, [])
     not_a_tokenizer = tmp_path / "photos.py"
-    not_a_tokenizer.write_text(dump_config(ARRunConfig(data=TokenFileConfig(path="x"))))
+    not_a_tokenizer.write_text(
+        dump_config(
+            ARRunConfig(
+                data=TokenFileConfig(path="x"),
+                optimization=OptimizationConfig(),
+                loop=LoopConfig(iters=1),
+            )
+        )
+    )
     with pytest.raises(UserError, match="not a tokenizer run"):
         load_frozen_tokenizer(not_a_tokenizer, [checkpoint])
 
@@ -204,6 +213,17 @@ def test_ar_configs_build_the_reference_recipe(path: Path, tmp_path: Path) -> No
     small = load_config(path, {**options, "iters": 100, "batch_size": 8, "token_file": "t.st"})
     assert (small.loop.iters, small.loader.batch_size) == (100, 8)
     assert small.data == TokenFileConfig(path=Path("t.st"))
+    # the options every ImageNet config shares land where they say
+    varied = load_config(
+        path,
+        {**options, "lr": 3e-4, "image_size": 128, "data_root": "/datasets/in1k", "workers": 2,
+         "strategy": "ddp"},
+    )  # fmt: skip
+    assert varied.optimization.optimizer.lr == 3e-4
+    assert varied.data == ImageNetConfig(root="/datasets/in1k", image_size=128, augmentation="weak")
+    assert (varied.loader.workers, varied.strategy.kind) == (2, "ddp")
+    with pytest.raises(UserError, match=r"^option strategy 'zero': choose one of ddp, fsdp$"):
+        load_config(path, {**options, "strategy": "zero"})
     (tmp_path / "resolved.py").write_text(dump_config(config))
     assert load_config(tmp_path / "resolved.py") == config
     with pytest.raises(UserError, match="ir_config"):

@@ -36,10 +36,9 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from vq.core.config import Config
-from vq.core.data import LoaderConfig
 from vq.core.errors import UserError
-from vq.core.loop import LoopConfig, Run, RunConfig
-from vq.core.optim import OptimizationConfig, OptimizerConfig, ScheduleConfig
+from vq.core.loop import Run, RunConfig
+from vq.core.optim import OptimizationConfig
 from vq.core.parallel import StrategyConfig, unwrap
 from vq.generators import (
     ProposalNetwork,
@@ -50,7 +49,7 @@ from vq.generators import (
     next_token_loss,
     token_accuracy,
 )
-from vq.train.data import DatasetConfig, ImageNetConfig, build_dataset, collate
+from vq.train.data import DatasetConfig, build_dataset, collate
 from vq.train.data.token_files import TokenFileConfig, TokenFileDataset, read_token_file_header
 from vq.train.tokenizer_source import load_frozen_tokenizer
 
@@ -85,29 +84,21 @@ class SamplingConfig(Config):
     top_p: float | None = Field(0.92, gt=0.0, le=1.0)
 
 
-AR_OPTIMIZATION = OptimizationConfig(
-    optimizer=OptimizerConfig(kind="adamw", lr=1e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.2),
-    schedule=ScheduleConfig(kind="cosine", min_lr=0.0),
-)
-
-
 class ARRunConfig(RunConfig):
     trainer: Literal["ar"] = "ar"
     network: ProposalNetworkConfig = ProposalNetworkConfig()
     tokenizer: FrozenTokenizerConfig | None = None
     """Needed to tokenize images and to decode samples; optional with a token file (whose
     metadata then gives the codebook size, and training shows no image visuals)."""
-    data: ARDataConfig = ImageNetConfig(image_size=256, augmentation="weak")
+    data: ARDataConfig
     val_data: DatasetConfig | None = None
     """Images whose val split ``val``/``test`` evaluate the network on (loss, accuracy,
     gFID); default: ``data`` when it is an image dataset. Set it to train on a token file."""
     num_classes: int = Field(1000, ge=1)
-    optimization: OptimizationConfig = AR_OPTIMIZATION
+    optimization: OptimizationConfig
     sampling: SamplingConfig = SamplingConfig()
     visual_samples: int = Field(4, ge=1)
     """Images generated for each training visual (the first of the batch's classes)."""
-    loop: LoopConfig = LoopConfig(iters=260_000, log_interval=50, visual_interval=500)
-    loader: LoaderConfig = LoaderConfig(batch_size=96, workers=5)
 
     @model_validator(mode="after")
     def _check(self) -> ARRunConfig:
