@@ -16,7 +16,9 @@ from vq.decoders import DecodedTokenizer
 from vq.tokenizers.api import Tokenizer
 from vq.train.cli import train_main
 from vq.train.data import PhotosConfig, build_dataset, collate
+from vq.train.eval_cli import command_main
 from vq.train.export import export_command
+from vq.train.metrics import read_metrics_json
 from vq.train.tokenizer_source import load_frozen_tokenizer
 
 REPO = Path(__file__).resolve().parents[3]
@@ -49,7 +51,16 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         weights=vqkd / "checkpoints" / "latest",
     )
     cluster = train(root, "cluster", "cluster_photos.py", "iters:2", "batch_size:8")
-    return {"vqkd": vqkd, "decoder": decoder, "cluster": cluster}
+    named = train(  # the tokenizer's weights named by the config, not --load-model-from
+        root,
+        "decoder_named",
+        "decoder_photos.py",
+        f"it_config::{vqkd / 'vqkd_photos.py'}",
+        f"it_state_dict::{vqkd / 'checkpoints' / 'latest'}",
+        "iters:2",
+        "batch_size:8",
+    )
+    return {"vqkd": vqkd, "decoder": decoder, "cluster": cluster, "decoder_named": named}
 
 
 @pytest.mark.slow
@@ -113,3 +124,25 @@ def test_a_cluster_run_exports_with_its_teacher(runs, tmp_path):
     with torch.no_grad():
         assert torch.equal(ids, reference.encode(batch["image"]))
     torch.testing.assert_close(loaded.codes(ids), reference.codes(ids), rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_a_decoder_run_whose_config_names_its_tokenizer_needs_no_more(runs, tmp_path, capsys):
+    # export, the AR stage's frozen tokenizer and the run's own model agree, with nothing
+    # but the decoder run (its config's it_state_dict supplies the frozen tokenizer)
+    run = runs["decoder_named"]
+    out = tmp_path / "pair"
+    assert export_command([str(run), str(out)]) == 0
+    assert "kind=decoded_tokenizer" in capsys.readouterr().out
+    frozen = load_frozen_tokenizer(run / "decoder_photos.py", [run / "checkpoints" / "latest"])
+    batch = val_images()
+    ids = Tokenizer.from_pretrained(out).encode(batch["original_image"])
+    with torch.no_grad():
+        assert torch.equal(ids, frozen.encode(batch["image"]))
+    # test (the evaluation command) of the decoder run loads the same frozen tokenizer: the
+    # codebook usage of its val pass equals the one of the tokens computed here
+    argv = ["named", str(run / "decoder_photos.py"), "--work-dirs", str(tmp_path)]
+    argv += ["--load-model-from", str(run / "checkpoints" / "latest"), "--batch-size", "4"]
+    assert command_main("test", argv) == 0
+    metrics = read_metrics_json(tmp_path / "named_test" / "metrics.json")["metrics"]
+    assert metrics["codebook_usage"] == pytest.approx(len(torch.unique(ids)) / frozen.num_codes)

@@ -61,6 +61,7 @@ from vq.train.evaluation.tokenizer_pass import TokenizerEvaluator
 from vq.train.fid_command import add_inception_argument
 from vq.train.fid_command import main as fid_command_main
 from vq.train.metrics import write_metrics_json
+from vq.train.tokenizer_run import TokenizerRunConfig
 from vq.train.trainers.ar import ARRunConfig
 
 # ------------------------------------------------------------------ parsers ---------
@@ -208,6 +209,11 @@ def _checkpoint_meta(path: Path) -> dict[str, Any] | None:
     return json.loads(meta.read_text()) if path.is_dir() and meta.is_file() else None
 
 
+def _config_weights(config: Any) -> list[Path]:
+    """Weights a tokenizer run's config names for its frozen parts (loaded first)."""
+    return config.frozen_weights if isinstance(config, TokenizerRunConfig) else []
+
+
 def _frozen_prefixes(files: list[Path]) -> list[str]:
     """Sub-modules the checkpoints among ``files`` leave out on purpose (frozen parts)."""
     prefixes: list[str] = []
@@ -315,7 +321,7 @@ class Validator:
             if distributed.is_main():
                 consolidate(checkpoint, weights)
             distributed.barrier()
-        files = [*self.args.load_model_from, weights]
+        files = [*_config_weights(self.config), *self.args.load_model_from, weights]
         summary = load_evaluated_weights(
             self.evaluator.module, files, meta.get("modules", {}).get("model", [])
         )
@@ -381,7 +387,7 @@ def run_test(args: argparse.Namespace, argv: list[str]) -> int:
         if args.ten_crop and isinstance(config, ARRunConfig):
             raise UserError("--ten-crop writes a tokenizer's codes: test the tokenizer run")
         evaluator = build_evaluator(config, args.config, settings, device)
-        files = list(args.load_model_from)
+        files = [*_config_weights(config), *args.load_model_from]
         summary = load_evaluated_weights(evaluator.module, files, _frozen_prefixes(files))
         LOGGER.info("weights: %s", summary)
         evaluation = evaluator(out_dir)

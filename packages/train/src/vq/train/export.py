@@ -142,6 +142,8 @@ def export(
     run = tokenizer_run(load_config(config_path), config_path, "export")
     model = run.build_tokenizer()
     kind = kind_of(model)
+    # a pixel-decoder run's config names its tokenizer's weights; --tokenizer-weights wins
+    tokenizer_weights = list(tokenizer_weights) or run.frozen_weights
     state = run_weights(model, checkpoint, tokenizer_weights, str(run_dir))
     children = dict(model.named_children())
     omitted = ("decoder",) if pixel_decoder_parts(model) and "decoder" in children else ()

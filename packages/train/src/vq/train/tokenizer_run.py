@@ -7,7 +7,10 @@ frozen tokenizer read a run only through it:
 
 * ``build_tokenizer()``: the untrained eval-time tokenizer (``encode``, ``decode``,
   ``num_codes``, ``grid_size``) whose weights the run's checkpoints hold;
-* ``image_size``: the square size of the images it trained on.
+* ``image_size``: the square size of the images it trained on;
+* ``frozen_weights``: weight files of frozen parts that the run's checkpoints leave out and
+  its config names (a pixel decoder's tokenizer: the ``it_state_dict`` option). Whoever
+  loads the run's checkpoints loads these first.
 """
 
 from __future__ import annotations
@@ -35,6 +38,11 @@ class TokenizerRunConfig(RunConfig):
     def image_size(self) -> int:
         """The square image size of the training data."""
         return self.data.image_size
+
+    @property
+    def frozen_weights(self) -> list[Path]:
+        """Weight files of frozen parts the checkpoints leave out (none by default)."""
+        return []
 
     @abstractmethod
     def build_tokenizer(self) -> nn.Module:

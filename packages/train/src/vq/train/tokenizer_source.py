@@ -49,7 +49,8 @@ def load_frozen_tokenizer(config_path: Path, state_dicts: Sequence[Path]) -> nn.
     run = tokenizer_run(load_config(config_path), config_path, "ir_config")
     tokenizer = build_checked_tokenizer(run, config_path)
 
-    report = load_weights(tokenizer, [Path(p) for p in state_dicts])
+    state_dicts = [*run.frozen_weights, *map(Path, state_dicts)]  # the config's come first
+    report = load_weights(tokenizer, state_dicts)
     shown = ", ".join(str(p) for p in state_dicts)
     if report.missing or report.mismatched:
         raise UserError(

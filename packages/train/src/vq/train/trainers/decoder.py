@@ -46,6 +46,10 @@ class DecoderRunConfig(GANRunConfig):
     """Checkpoints or weight files of the frozen tokenizer (its run's ``checkpoints/iter_N``),
     loaded before ``--load-model-from``; later files win."""
 
+    @property
+    def frozen_weights(self) -> list[Path]:
+        return list(self.tokenizer_weights)
+
     def build_tokenizer(self) -> DecodedTokenizer:
         """The complete tokenizer; its weights are the tokenizer run's checkpoint plus this
         run's (``checkpoints/iter_N/models/model.safetensors`` of each)."""
