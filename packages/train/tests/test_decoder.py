@@ -37,32 +37,8 @@ DECODER_CONFIGS = [CONFIGS / "decoder" / "llamagen.py", CONFIGS / "decoder" / "v
 VQKD_IMAGENET = CONFIGS / "vqkd" / "clip_8192_imagenet_ddp.py"
 CLUSTER_IMAGENET = CONFIGS / "cluster" / "clip_8192_imagenet_ddp.py"
 
+
 # Stand-ins for the reference tokenizer configs while their files have not landed.
-STAND_INS = {
-    VQKD_IMAGENET: (
-        "from vq.train.data import ImageNetConfig\n"
-        "from vq.train.trainers.vqkd import vqkd_recipe\n\n"
-        "def config():\n"
-        "    return vqkd_recipe('clip', data=ImageNetConfig(image_size=224))\n"
-    ),
-    CLUSTER_IMAGENET: (
-        "from vq.train.data import ImageNetConfig\n"
-        "from vq.train.trainers.cluster import cluster_recipe\n\n"
-        "def config():\n"
-        "    return cluster_recipe('clip', data=ImageNetConfig(image_size=256))\n"
-    ),
-}
-
-
-def tokenizer_config(path: Path, tmp_path: Path) -> Path:
-    if path.is_file():
-        return path
-    stand_in = tmp_path / path.parent.name / path.name
-    stand_in.parent.mkdir(parents=True, exist_ok=True)
-    stand_in.write_text(STAND_INS[path])
-    return stand_in
-
-
 def psnr(reconstruction: torch.Tensor, image: torch.Tensor) -> float:
     """PSNR in dB of [-1, 1] images (peak-to-peak 2)."""
     mse = (reconstruction.clamp(-1, 1) - image).square().mean()
@@ -217,7 +193,7 @@ def test_decoder_weights_alone_are_refused(vqkd_run: Path, tmp_path: Path, capsy
 @pytest.mark.parametrize("decoder_config", DECODER_CONFIGS, ids=lambda p: p.stem)
 @pytest.mark.parametrize("it_config", [VQKD_IMAGENET, CLUSTER_IMAGENET], ids=["vqkd", "cluster"])
 def test_reference_decoder_configs_build(decoder_config: Path, it_config: Path, tmp_path: Path):
-    tokenizer_file = tokenizer_config(it_config, tmp_path)
+    tokenizer_file = it_config
     expected = load_config(tokenizer_file).model
     config = load_config(decoder_config, {"it_config": str(tokenizer_file)})
 
@@ -272,8 +248,8 @@ def test_train_command_errors_are_one_line(tmp_path: Path, capsys, monkeypatch) 
     monkeypatch.chdir(tmp_path)  # no pretrained/ nor data/ here
     weights = tmp_path / "tokenizer.safetensors"
     save_file({"unrelated": torch.zeros(1)}, str(weights))  # readable: the teacher fails first
-    cluster = tokenizer_config(CLUSTER_IMAGENET, tmp_path)
-    vqkd = tokenizer_config(VQKD_IMAGENET, tmp_path)
+    cluster = CLUSTER_IMAGENET
+    vqkd = VQKD_IMAGENET
     base = ["decoder/x", str(DECODER_CONFIGS[0]), "--work-dirs", str(tmp_path / "w")]
 
     err = _error_of(
