@@ -63,6 +63,7 @@ from vq.train.fid_command import main as fid_command_main
 from vq.train.metrics import write_metrics_json
 from vq.train.tokenizer_run import TokenizerRunConfig
 from vq.train.trainers.ar import ARRunConfig
+from vq.train.trainers.nar import NARRunConfig
 
 # ------------------------------------------------------------------ parsers ---------
 
@@ -243,8 +244,19 @@ def _write(path: Path, evaluation: Evaluation, checkpoint: str, iteration: int |
     )
 
 
-def _prepare(args: argparse.Namespace, out_dir: Path, command: str) -> tuple[Any, torch.device]:
+def _evaluable_config(args: argparse.Namespace, command: str) -> Any:
+    """The run config of ``args``; refuses what ``val``/``test`` cannot evaluate yet."""
     config = resolve_config(args.config, args.config_options, args.override)
+    if isinstance(config, NARRunConfig):
+        raise UserError(
+            f"{command} does not evaluate NAR runs yet ({args.config}): draw images with "
+            "`sample` and score them with `fid --images DIR --reference NPZ`"
+        )
+    return config
+
+
+def _prepare(args: argparse.Namespace, out_dir: Path, command: str) -> tuple[Any, torch.device]:
+    config = _evaluable_config(args, command.split(" ", 1)[0])
     device = launch.init_process_group()
     header = f"command\n{command}"
     if distributed.is_main():
@@ -430,7 +442,7 @@ def command_main(command: str, argv: list[str] | None = None) -> int:
 
 
 def _validate_only(args: argparse.Namespace, command: str) -> int:
-    resolve_config(args.config, args.config_options, args.override)
+    _evaluable_config(args, command)
     return 0
 
 

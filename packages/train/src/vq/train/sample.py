@@ -5,9 +5,10 @@
         --load-model-from work_dirs/ar/c2i_llama_medium_cfg/checkpoints/latest \\
         --per-class 50 --batch-size 125 --autocast
 
-CONFIG is the AR run's config: its resolved copy in the run's work dir, or the original file
-with the same ``--config-options``. It names the frozen tokenizer that decodes the tokens and
-the sampling defaults (guidance, temperature, top-k, top-p), which the flags override.
+CONFIG is the AR or NAR run's config: its resolved copy in the run's work dir, or the
+original file with the same ``--config-options``. It names the frozen tokenizer that decodes
+the tokens and the sampling defaults (guidance, temperature, top-k, top-p; a NAR run's
+decoding steps and choice temperature too), which the flags override.
 
 Classes: ``--classes 3 7`` lists them, ``--num-classes K`` takes 0..K-1 (default: all classes
 of the config); each gets ``--per-class N`` images (default 1).
@@ -34,6 +35,7 @@ import argparse
 import os
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ import numpy as np
 import pydantic
 import torch
 from PIL import Image
+from torch import Tensor, nn
 
 from vq.core import amp, distributed, launch
 from vq.core.configfile import describe_validation_error
@@ -50,14 +53,13 @@ from vq.core.seeding import seeded_generator
 from vq.core.tensorfiles import load_weights
 from vq.train.cli import WORK_DIRS_ENV, resolve_config, work_dir_of
 from vq.train.data import to_uint8
+from vq.train.proposal import ProposalRunConfig, SamplingConfig, TokenSpace, token_space
 from vq.train.tokenizer_source import load_frozen_tokenizer
-from vq.train.trainers.ar import (
-    ARRunConfig,
-    SamplingConfig,
-    build_network,
-    sample_tokens,
-    token_space,
-)
+from vq.train.trainers.ar import ARRunConfig, build_network, sample_tokens
+from vq.train.trainers.nar import NARRunConfig, build_masked, decode_tokens
+
+# classes (B,), sampling, generator -> token grids (B, h, w)
+Draw = Callable[[Tensor, SamplingConfig, torch.Generator], Tensor]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"Work dirs go under $${WORK_DIRS_ENV} or ./work_dirs unless --work-dirs is given.",
     )
     parser.add_argument("name", help="run name; samples go to WORK_DIRS/NAME/samples")
-    parser.add_argument("config", type=Path, help="the AR run's config file")
+    parser.add_argument("config", type=Path, help="the AR or NAR run's config file")
     parser.add_argument(
         "--load-model-from",
         nargs="+",
@@ -87,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--temperature", type=float, help="softmax temperature (0: greedy)")
     parser.add_argument("--top-k", type=int, help="keep the k most likely tokens (0: off)")
     parser.add_argument("--top-p", type=float, help="nucleus mass to keep (1: off)")
+    parser.add_argument("--num-steps", type=int, help="decoding steps (NAR runs)")
+    parser.add_argument(
+        "--choice-temperature", type=float, help="Gumbel noise on the cell order (NAR runs)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward batch")
     parser.add_argument(
@@ -139,7 +145,7 @@ def requests(args: argparse.Namespace, num_classes: int) -> list[tuple[int, int]
     return out
 
 
-def sampling_of(args: argparse.Namespace, config: ARRunConfig) -> SamplingConfig:
+def sampling_of(args: argparse.Namespace, config: ProposalRunConfig) -> SamplingConfig:
     """The config's sampling settings with the command-line flags applied."""
     flags: dict[str, Any] = {}
     if args.guidance is not None:
@@ -150,11 +156,16 @@ def sampling_of(args: argparse.Namespace, config: ARRunConfig) -> SamplingConfig
         flags["top_k"] = args.top_k or None
     if args.top_p is not None:
         flags["top_p"] = None if args.top_p == 1.0 else args.top_p
+    if args.num_steps is not None:
+        flags["num_steps"] = args.num_steps
+    if args.choice_temperature is not None:
+        flags["choice_temperature"] = args.choice_temperature
     try:
-        sampling = SamplingConfig.model_validate({**config.sampling.model_dump(), **flags})
+        kind = type(config.sampling)  # the NAR config's adds the decoding steps
+        sampling = kind.model_validate({**config.sampling.model_dump(), **flags})
     except pydantic.ValidationError as e:
         raise UserError(f"sampling flags: {describe_validation_error(e)}") from None
-    if sampling.guidance_scale != 1.0 and not config.network.null_class:
+    if sampling.guidance_scale != 1.0 and not config.can_guide:
         raise UserError(
             f"--guidance {sampling.guidance_scale}: the network of {args.config} was trained "
             "without a null class; guidance needs a *_cfg model (or --guidance 1)"
@@ -162,11 +173,11 @@ def sampling_of(args: argparse.Namespace, config: ARRunConfig) -> SamplingConfig
     return sampling
 
 
-def prepare(args: argparse.Namespace) -> tuple[ARRunConfig, SamplingConfig, list]:
+def prepare(args: argparse.Namespace) -> tuple[ProposalRunConfig, SamplingConfig, list]:
     """Everything that can be checked before starting processes or loading weights."""
     config = resolve_config(args.config, args.config_options, args.override)
-    if not isinstance(config, ARRunConfig):
-        raise UserError(f"{args.config} is a {config.trainer!r} run, not an AR run")
+    if not isinstance(config, ARRunConfig | NARRunConfig):
+        raise UserError(f"{args.config} is a {config.trainer!r} run, not an AR or NAR run")
     if config.tokenizer is None:
         raise UserError(
             f"{args.config} names no tokenizer to decode samples with; pass ir_config and "
@@ -186,6 +197,18 @@ def prepare(args: argparse.Namespace) -> tuple[ARRunConfig, SamplingConfig, list
 # ------------------------------------------------------------------ sampling --------
 
 
+def network_and_draw(config: ProposalRunConfig, space: TokenSpace) -> tuple[nn.Module, Draw]:
+    """The run's untrained network and the function that draws token grids with it."""
+    if isinstance(config, NARRunConfig):
+        masked = build_masked(config, space)
+        return masked, lambda classes, sampling, g: decode_tokens(masked, classes, sampling, g)
+    assert isinstance(config, ARRunConfig)
+    network = build_network(config, space, pretrained=False)
+    return network, lambda classes, sampling, g: sample_tokens(
+        network, classes, space, config.num_classes, sampling, g
+    )
+
+
 def run_sample(args: argparse.Namespace) -> int:
     config, sampling, todo = prepare(args)
     device = launch.init_process_group()
@@ -202,7 +225,7 @@ def run_sample(args: argparse.Namespace) -> int:
         tokenizer = load_frozen_tokenizer(config.tokenizer.config, config.tokenizer.state_dicts)
         tokenizer.to(device)
         space = token_space(config, tokenizer)
-        network = build_network(config, space, pretrained=False)
+        network, draw = network_and_draw(config, space)
         report = load_weights(network, args.load_model_from)
         if report.missing or report.mismatched:
             raise UserError(
@@ -225,9 +248,7 @@ def run_sample(args: argparse.Namespace) -> int:
             classes = torch.tensor([c for c, _ in batches[b]], device=device)
             with amp.autocast(device, args.autocast):
                 generator = seeded_generator(device, args.seed, b)
-                tokens = sample_tokens(
-                    network, classes, space, config.num_classes, sampling, generator
-                )  # (B, h, w)
+                tokens = draw(classes, sampling, generator)  # (B, h, w)
                 images = tokenizer.decode(tokens)  # (B, 3, H, W)
             pixels = to_uint8(images).permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
             for (c, i), image in zip(batches[b], pixels):

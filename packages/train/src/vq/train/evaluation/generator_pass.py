@@ -67,8 +67,9 @@ from vq.train.evaluation.reference import (
 )
 from vq.train.metrics import codebook_metrics
 from vq.train.metrics.fid import FEATURES
+from vq.train.proposal import TokenSpace, token_space
 from vq.train.tokenizer_source import load_frozen_tokenizer
-from vq.train.trainers.ar import ARRunConfig, TokenSpace, build_network, token_space
+from vq.train.trainers.ar import ARRunConfig, build_network
 
 OVERVIEW_COLUMNS = 8
 """Val images shown in ``generated.png`` (the first ones of rank 0)."""
