@@ -38,7 +38,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from vq.core.data import LoaderConfig
-from vq.core.errors import UserError
 from vq.core.loop import LoopConfig
 from vq.core.optim import OptimizationConfig, OptimizerConfig, ScheduleConfig
 from vq.core.parallel import StrategyConfig
@@ -86,22 +85,16 @@ def c2i_recipe(
     transformer_size: str = "medium",
     token_file: str | None = None,
 ) -> NARRunConfig:
-    if ir_config is None or ir_state_dict is None:
-        raise UserError(
-            "the NAR configs need the frozen tokenizer: --config-options "
-            "ir_config::work_dirs/<run>/<config>.py ir_state_dict::work_dirs/<run>/checkpoints/"
-            "latest (and it_state_dict::... for a pixel-decoder run)"
-        )
+    tokenizer = FrozenTokenizerConfig.from_options("NAR", ir_config, ir_state_dict, it_state_dict)
     network = MaskedNetworkConfig(
         preset=transformer_size,
         overrides={"dropout": DROPOUT},
         label_dropout=LABEL_DROPOUT if guidance else 0.0,
     )
-    state_dicts = [Path(ir_state_dict)] + ([Path(it_state_dict)] if it_state_dict else [])
     images = ImageNetConfig(root=data_root, image_size=image_size, augmentation="weak")
     return NARRunConfig(
         network=network,
-        tokenizer=FrozenTokenizerConfig(config=Path(ir_config), state_dicts=state_dicts),
+        tokenizer=tokenizer,
         data=TokenFileConfig(path=Path(token_file)) if token_file else images,
         num_classes=1000,
         sampling=MaskedSamplingConfig(

@@ -53,6 +53,21 @@ class FrozenTokenizerConfig(Config):
     """Weights merged in order, later files winning: ``[ir_state_dict, it_state_dict]``.
     Checkpoint directories (``.../checkpoints/iter_N`` or ``latest``) are accepted."""
 
+    @classmethod
+    def from_options(
+        cls, stage: str, ir_config: str | None, ir_state_dict: str | None, it_state_dict: str | None
+    ) -> FrozenTokenizerConfig:
+        """The frozen tokenizer a ``stage`` config ("AR", "NAR") names by the reference's
+        options; without ``ir_config`` and ``ir_state_dict``, one ``UserError`` line."""
+        if ir_config is None or ir_state_dict is None:
+            raise UserError(
+                f"the {stage} configs need the frozen tokenizer: --config-options "
+                "ir_config::work_dirs/<run>/<config>.py ir_state_dict::work_dirs/<run>/"
+                "checkpoints/latest (and it_state_dict::... for a pixel-decoder run)"
+            )
+        weights = [ir_state_dict] + ([it_state_dict] if it_state_dict else [])
+        return cls(config=Path(ir_config), state_dicts=[Path(w) for w in weights])
+
 
 class SamplingConfig(Config):
     """How images are drawn (training visuals and the default of the ``sample`` command)."""
