@@ -33,7 +33,6 @@ of one image per val image generated from its class, without guidance and at eve
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -54,14 +53,20 @@ from vq.train.cli import (
     work_dir_of,
     write_resolved_config,
 )
-from vq.train.evaluation.common import EvalSettings, Evaluation, load_evaluated_weights
+from vq.train.evaluation.common import (
+    EvalSettings,
+    Evaluation,
+    checkpoint_meta,
+    config_weights,
+    frozen_prefixes,
+    load_evaluated_weights,
+)
 from vq.train.evaluation.generator_pass import GeneratorEvaluator
 from vq.train.evaluation.ten_crop import TEN_CROP_TOKENS_FILE, tokenize_ten_crop
 from vq.train.evaluation.tokenizer_pass import TokenizerEvaluator
 from vq.train.fid_command import add_inception_argument
 from vq.train.fid_command import main as fid_command_main
 from vq.train.metrics import write_metrics_json
-from vq.train.tokenizer_run import TokenizerRunConfig
 from vq.train.trainers.ar import ARRunConfig
 from vq.train.trainers.nar import NARRunConfig
 
@@ -205,26 +210,6 @@ def build_evaluator(
 # ------------------------------------------------------------------ helpers ---------
 
 
-def _checkpoint_meta(path: Path) -> dict[str, Any] | None:
-    meta = path / "meta.json"
-    return json.loads(meta.read_text()) if path.is_dir() and meta.is_file() else None
-
-
-def _config_weights(config: Any) -> list[Path]:
-    """Weights a tokenizer run's config names for its frozen parts (loaded first)."""
-    return config.frozen_weights if isinstance(config, TokenizerRunConfig) else []
-
-
-def _frozen_prefixes(files: list[Path]) -> list[str]:
-    """Sub-modules the checkpoints among ``files`` leave out on purpose (frozen parts)."""
-    prefixes: list[str] = []
-    for f in files:
-        meta = _checkpoint_meta(f)
-        if meta is not None:
-            prefixes += meta.get("modules", {}).get("model", [])
-    return prefixes
-
-
 def _report(evaluation: Evaluation) -> str:
     return " ".join(
         f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
@@ -323,7 +308,7 @@ class Validator:
         name = checkpoint.name
         iteration = iteration_of(checkpoint)
         out_dir = self.val_dir / name
-        meta = _checkpoint_meta(checkpoint)
+        meta = checkpoint_meta(checkpoint)
         if meta is None:  # removed meanwhile (keep_last)
             LOGGER.info("%s disappeared before it could be validated", checkpoint)
             return
@@ -333,7 +318,7 @@ class Validator:
             if distributed.is_main():
                 consolidate(checkpoint, weights)
             distributed.barrier()
-        files = [*_config_weights(self.config), *self.args.load_model_from, weights]
+        files = [*config_weights(self.config), *self.args.load_model_from, weights]
         summary = load_evaluated_weights(
             self.evaluator.module, files, meta.get("modules", {}).get("model", [])
         )
@@ -399,11 +384,11 @@ def run_test(args: argparse.Namespace, argv: list[str]) -> int:
         if args.ten_crop and isinstance(config, ARRunConfig):
             raise UserError("--ten-crop writes a tokenizer's codes: test the tokenizer run")
         evaluator = build_evaluator(config, args.config, settings, device)
-        files = [*_config_weights(config), *args.load_model_from]
-        summary = load_evaluated_weights(evaluator.module, files, _frozen_prefixes(files))
+        files = [*config_weights(config), *args.load_model_from]
+        summary = load_evaluated_weights(evaluator.module, files, frozen_prefixes(files))
         LOGGER.info("weights: %s", summary)
         evaluation = evaluator(out_dir)
-        metas = [m for m in map(_checkpoint_meta, files) if m is not None]
+        metas = [m for m in map(checkpoint_meta, files) if m is not None]
         iteration = metas[-1]["iteration"] if metas else None
         if distributed.is_main():
             _write(out_dir / "metrics.json", evaluation, " ".join(map(str, files)), iteration)

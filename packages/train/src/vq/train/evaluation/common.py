@@ -14,6 +14,7 @@ transform: Resize + CenterCrop); the tokenizer and generator passes add what the
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from vq.core.tensorfiles import load_weights
 from vq.train.data import DatasetConfig, build_dataset, collate
 from vq.train.metrics import CodebookHistogram, FeatureAccumulator, InceptionFeatures
 from vq.train.metrics.fid import FID_CACHE_DIR, INCEPTION_WEIGHTS
+from vq.train.tokenizer_run import TokenizerRunConfig
 
 PREPROCESSING = "none: Resize(S, bicubic, antialias) + CenterCrop(S), uint8"
 INDEX = "index"  # the dataset index of every item and row
@@ -120,6 +122,27 @@ def pixel_meters(
             raise
         meters.skipped["fid"] = str(error)
     return meters
+
+
+def checkpoint_meta(path: Path) -> dict[str, Any] | None:
+    """The ``meta.json`` of a checkpoint directory; None for a weights file."""
+    meta = path / "meta.json"
+    return json.loads(meta.read_text()) if path.is_dir() and meta.is_file() else None
+
+
+def config_weights(config: Any) -> list[Path]:
+    """Weights a tokenizer run's config names for its frozen parts (loaded first)."""
+    return config.frozen_weights if isinstance(config, TokenizerRunConfig) else []
+
+
+def frozen_prefixes(files: list[Path]) -> list[str]:
+    """Sub-modules the checkpoints among ``files`` leave out on purpose (frozen parts)."""
+    prefixes: list[str] = []
+    for f in files:
+        meta = checkpoint_meta(f)
+        if meta is not None:
+            prefixes += meta.get("modules", {}).get("model", [])
+    return prefixes
 
 
 def load_evaluated_weights(
