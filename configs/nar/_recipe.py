@@ -9,9 +9,9 @@ Optimisation is MaskGIT's published ImageNet 256 recipe (Chang et al., "MaskGIT:
 Generative Image Transformer", CVPR 2022, section 4.1, and the class-conditional config of
 github.com/google-research/maskgit): AdamW lr 1e-4, betas (0.9, 0.96), weight decay 0.045,
 dropout 0.1, batch 256, 300 epochs (1.28M images / 256 = 5005 iterations per epoch, so
-1.5M iterations). Cosine to 0 without warm-up as in our AR recipe. Two departures: MaskGIT's
-label smoothing 0.1 is not applied (``masked_token_loss`` is plain cross-entropy), and the
-network is the LLaMA-block MaskGIT of ``vq.generators`` (RMSNorm, SwiGLU), not BERT blocks.
+1.5M iterations), label smoothing 0.1 on the masked cells. Cosine to 0 without warm-up as
+in our AR recipe. One departure: the network is the LLaMA-block MaskGIT of
+``vq.generators`` (RMSNorm, SwiGLU), not BERT blocks.
 The ``cfg`` variants drop 10% of the labels to the null class and sample with guidance 1.75,
 the AR recipe's values.
 
@@ -54,6 +54,8 @@ DROPOUT = 0.1
 # MaskGIT's decoding: 12 steps, Gumbel noise of scale 4.5 on the confidences.
 NUM_STEPS = 12
 CHOICE_TEMPERATURE = 4.5
+# MaskGIT's label smoothing of the training loss.
+LABEL_SMOOTHING = 0.1
 
 
 def c2i_optimization(lr: float = 1e-4) -> OptimizationConfig:
@@ -97,6 +99,7 @@ def c2i_recipe(
         tokenizer=tokenizer,
         data=TokenFileConfig(path=Path(token_file)) if token_file else images,
         num_classes=1000,
+        label_smoothing=LABEL_SMOOTHING,
         sampling=MaskedSamplingConfig(
             guidance_scale=GUIDANCE_SCALE if guidance else 1.0,
             temperature=1.0,

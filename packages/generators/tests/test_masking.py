@@ -102,6 +102,18 @@ def test_loss_is_cross_entropy_over_masked_cells_only() -> None:
     assert zeros.item() == pytest.approx(math.log(5))
 
 
+def test_label_smoothing_mixes_the_target_with_the_uniform_distribution() -> None:
+    logits = torch.randn(1, 3, 4, generator=torch.Generator().manual_seed(1))
+    targets = torch.tensor([[2, 0, 3]])
+    mask = torch.tensor([[True, True, False]])
+    log_p = F.log_softmax(logits, dim=-1)  # (1, 3, 4)
+    eps = 0.1
+    target = (1 - eps) * F.one_hot(targets, 4) + eps / 4  # (1, 3, 4)
+    per_cell = -(target * log_p).sum(-1)  # (1, 3)
+    smoothed = masked_token_loss(logits, targets, mask, label_smoothing=eps)
+    torch.testing.assert_close(smoothed, per_cell[0, :2].mean())
+
+
 def test_accuracy_counts_argmax_hits_at_masked_cells() -> None:
     targets = torch.tensor([[0, 1, 2, 3]])
     logits = F.one_hot(torch.tensor([[0, 0, 2, 0]]), 4).float()  # hits at cells 0 and 2

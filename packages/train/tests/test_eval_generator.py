@@ -88,6 +88,28 @@ def _png(path: Path) -> torch.Tensor:
     return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
 
 
+def check_generated(
+    out: Path, expected: dict, metrics: dict, inception_weights: Path, stats: Path
+) -> None:
+    """The PNGs under ``out`` at scales 1 and 1.75 are ``expected["generated"]`` (images
+    drawn one by one), gFID is the Frechet distance of their features to ``stats``, and
+    guidance changed the images."""
+    inception = InceptionFeatures(inception_weights)
+    reference = FIDStatistics.load(stats)
+    for scale, folder in ((1.0, "generated"), (1.75, "generated_cfg1.75")):
+        pngs = torch.stack(
+            [_png(out / "visuals" / folder / f"{i.replace('/', '-')}.png") for i in expected["ids"]]
+        )
+        assert torch.equal(pngs, expected["generated"][scale]), folder
+        with torch.no_grad():
+            features = inception(pngs)[FEATURES]
+        gfid = frechet_distance_from_features(features, reference.mu, reference.sigma)
+        key = "gfid" if scale == 1.0 else "gfid_cfg1.75"
+        assert metrics[key] == pytest.approx(gfid, rel=1e-5), key
+    assert not torch.equal(expected["generated"][1.0], expected["generated"][1.75])
+    assert (out / "generated.png").is_file()
+
+
 def test_ar_test_measures_loss_accuracy_and_gfid_with_and_without_guidance(
     guided: Setup, random_inception: Path, tmp_path: Path
 ) -> None:
@@ -109,21 +131,7 @@ def test_ar_test_measures_loss_accuracy_and_gfid_with_and_without_guidance(
         assert math.isfinite(metrics[key]), key
 
     # every generated PNG is the image drawn alone from its class with its own generator
-    inception = InceptionFeatures(random_inception)
-    reference = FIDStatistics.load(stats)
-    for scale, folder in ((1.0, "generated"), (1.75, "generated_cfg1.75")):
-        pngs = torch.stack(
-            [_png(out / "visuals" / folder / f"{i.replace('/', '-')}.png") for i in expected["ids"]]
-        )
-        assert torch.equal(pngs, expected["generated"][scale]), folder
-        # and gFID is the Frechet distance of those images' features to the val statistics
-        with torch.no_grad():
-            features = inception(pngs)[FEATURES]
-        gfid = frechet_distance_from_features(features, reference.mu, reference.sigma)
-        key = "gfid" if scale == 1.0 else "gfid_cfg1.75"
-        assert metrics[key] == pytest.approx(gfid, rel=1e-5), key
-    assert not torch.equal(expected["generated"][1.0], expected["generated"][1.75])
-    assert (out / "generated.png").is_file()
+    check_generated(out, expected, metrics, random_inception, stats)
 
     # another batch size draws the same images: the numbers depend on the seed alone
     again = _test_argv(guided, "again", random_inception, stats, "--batch-size", "3")

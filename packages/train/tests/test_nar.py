@@ -1,5 +1,5 @@
-"""The NAR (MaskGIT) trainer: configs, training end to end, resuming, ``sample``, and the
-``val``/``test`` refusal, on the tiny tokenizer run of ``test_ar`` (4x4 grids of 32 codes
+"""The NAR (MaskGIT) trainer: configs, training end to end, resuming and ``sample`` (``val``
+and ``test``: test_eval_nar.py), on the tiny tokenizer run of ``test_ar`` (4x4 grids of 32 codes
 at 16 px) or a token file."""
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from vq.core.tensorfiles import read_weights
 from vq.generators import MaskedNetworkConfig, build_masked_network
 from vq.train.cli import resolve_config, train_main
 from vq.train.data import ImageNetConfig, TokenFileConfig, to_uint8
-from vq.train.eval_cli import command_main
 from vq.train.proposal import token_space
 from vq.train.sample import sample_main
 from vq.train.tokenizer_source import load_frozen_tokenizer
@@ -75,6 +74,7 @@ def test_nar_configs_build_the_maskgit_recipe(path: Path, tmp_path: Path) -> Non
     assert config.data == ImageNetConfig(image_size=256, augmentation="weak")
     assert config.num_classes == 1000
     assert config.network.preset == "medium" and config.network.overrides == {"dropout": 0.1}
+    assert config.label_smoothing == 0.1
     s = config.sampling
     assert (s.num_steps, s.choice_temperature, s.temperature, s.top_k, s.top_p) == (
         12,
@@ -195,7 +195,7 @@ def test_training_resumes_exactly_and_never_saves_the_tokenizer(
     assert (tmp_path / "straight" / "visuals" / "iter_16.png").is_file()
 
 
-# ------------------------------------------------------------------ sample / val ---
+# ------------------------------------------------------------------ sample ---------
 
 
 def test_sample_draws_what_parallel_decoding_draws(
@@ -237,16 +237,3 @@ def test_sample_draws_what_parallel_decoding_draws(
         expected.append(to_uint8(tokenizer.decode(grids)).permute(0, 2, 3, 1).numpy())
     assert np.array_equal(images, np.concatenate(expected))
     assert len({images[n].tobytes() for n in range(4)}) > 1  # not one image repeated
-
-
-@pytest.mark.parametrize("command", ["val", "test"])
-def test_val_and_test_refuse_a_nar_run_in_one_line(
-    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    argv = ["nar", str(DEMO), "--work-dirs", str(tmp_path), "--config-options", "token_file::t"]
-    if command == "test":
-        argv[2:2] = ["--load-model-from", str(tmp_path / "model.safetensors")]
-    assert command_main(command, argv) == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert [line for line in lines if line.startswith("error:")] == lines[-1:], lines
-    assert f"{command} does not evaluate NAR runs yet" in lines[-1]

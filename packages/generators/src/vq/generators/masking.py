@@ -118,15 +118,27 @@ def mask_batch(
 
 
 def masked_token_loss(
-    logits: Tensor, targets: Tensor, mask: Tensor, *, per_sample: bool = False
+    logits: Tensor,
+    targets: Tensor,
+    mask: Tensor,
+    *,
+    per_sample: bool = False,
+    label_smoothing: float = 0.0,
 ) -> Tensor:
     """Cross-entropy over the codebook at the masked cells only, in fp32.
 
     logits (B, N, K), targets (B, N), mask (B, N) bool. The batch loss is the mean over every
     masked cell of the batch (a sample with more masked cells weighs more, as each cell is
     one prediction); ``per_sample`` returns each sample's mean over its own masked cells (B,).
+    ``label_smoothing`` eps takes the target distribution to (1 - eps) one-hot + eps uniform
+    over the K codes (MaskGIT trains with 0.1); 0 is the negative log-likelihood.
     """
-    losses = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
+    losses = F.cross_entropy(
+        logits.float().flatten(0, 1),
+        targets.flatten(),
+        reduction="none",
+        label_smoothing=label_smoothing,
+    )
     return _masked_mean(losses.view_as(targets), mask, per_sample)
 
 

@@ -62,13 +62,12 @@ from vq.train.evaluation.common import (
     load_evaluated_weights,
 )
 from vq.train.evaluation.generator_pass import GeneratorEvaluator
+from vq.train.evaluation.proposal_kinds import is_proposal_run
 from vq.train.evaluation.ten_crop import TEN_CROP_TOKENS_FILE, tokenize_ten_crop
 from vq.train.evaluation.tokenizer_pass import TokenizerEvaluator
 from vq.train.fid_command import add_inception_argument
 from vq.train.fid_command import main as fid_command_main
 from vq.train.metrics import write_metrics_json
-from vq.train.trainers.ar import ARRunConfig
-from vq.train.trainers.nar import NARRunConfig
 
 # ------------------------------------------------------------------ parsers ---------
 
@@ -201,8 +200,8 @@ def _settings(args: argparse.Namespace) -> EvalSettings:
 def build_evaluator(
     config: Any, source: Path, settings: EvalSettings, device: torch.device
 ) -> TokenizerEvaluator | GeneratorEvaluator:
-    """The evaluation of the run ``config`` describes: an AR network or a tokenizer."""
-    if isinstance(config, ARRunConfig):
+    """The evaluation of the run ``config`` describes: an AR or NAR network, or a tokenizer."""
+    if is_proposal_run(config):
         return GeneratorEvaluator(config, settings, device)
     return TokenizerEvaluator(config, source, settings, device)
 
@@ -230,13 +229,11 @@ def _write(path: Path, evaluation: Evaluation, checkpoint: str, iteration: int |
 
 
 def _evaluable_config(args: argparse.Namespace, command: str) -> Any:
-    """The run config of ``args``; refuses what ``val``/``test`` cannot evaluate yet."""
+    """The run config of ``args``; refuses flags that do not apply to it, before anything
+    is written."""
     config = resolve_config(args.config, args.config_options, args.override)
-    if isinstance(config, NARRunConfig):
-        raise UserError(
-            f"{command} does not evaluate NAR runs yet ({args.config}): draw images with "
-            "`sample` and score them with `fid --images DIR --reference NPZ`"
-        )
+    if getattr(args, "ten_crop", False) and is_proposal_run(config):
+        raise UserError(f"--ten-crop writes a tokenizer's codes: {command} the tokenizer run")
     return config
 
 
@@ -381,8 +378,6 @@ def run_test(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         config, device = _prepare(args, out_dir, command)
         settings = _settings(args)
-        if args.ten_crop and isinstance(config, ARRunConfig):
-            raise UserError("--ten-crop writes a tokenizer's codes: test the tokenizer run")
         evaluator = build_evaluator(config, args.config, settings, device)
         files = [*config_weights(config), *args.load_model_from]
         summary = load_evaluated_weights(evaluator.module, files, frozen_prefixes(files))

@@ -1,13 +1,15 @@
 """Evaluation of a class-to-image proposal network over the val split: what ``val`` and
-``test`` measure for AR runs.
+``test`` measure for AR and NAR runs.
 
 One pass over the val images (the ``none`` transform, as for tokenizers) encodes each image
 with the run's frozen tokenizer and collects per image:
 
-* ``loss``: teacher-forced cross-entropy of its tokens given its true class (no label
-  dropout), over the image-token logits, as in training;
-* ``top1_accuracy``: argmax predictions equal to its tokens; ``accuracy``: the reference's
-  metric, each prediction drawn by the configured sampler (temperature, top-k, top-p);
+* what the network predicts of its tokens given its true class (no label dropout), which
+  depends on the kind of network (``proposal_kinds``). AR: ``loss``, the teacher-forced
+  cross-entropy over the image-token logits as in training; ``top1_accuracy``, argmax
+  predictions equal to its tokens; ``accuracy``, the reference's metric, each prediction
+  drawn by the configured sampler (temperature, top-k, top-p). NAR: ``loss`` and
+  ``masked_accuracy`` at the masked cells of a training-style mask;
 * one image generated from its class without guidance, ``generated``, and one per guidance
   scale s != 1 (the config's ``sampling.guidance_scale``, or ``--guidance``),
   ``generated_cfg<s>``; their Inception features give ``gfid``/``isc_mean``/``isc_std``
@@ -20,13 +22,14 @@ reference) with the statistics of the val split, the same file as the tokenizers
 (``vq.train.evaluation.reference``); without a cache the pass computes and writes it.
 
 Randomness: every val image owns a generator seeded from ``(seed, dataset index)`` for its
-samples, and another from ``(seed, dataset index, 1)`` for its sampled accuracy. The numbers
+samples, and another from ``(seed, dataset index, 1)`` for its predictions (the AR sampled
+accuracy, the NAR mask). The numbers
 therefore depend on the seed alone, not on the batch size or the number of processes; and
 one image's samples at different guidance scales share their random numbers, so they can
 be compared side by side (``generated.png``: val images, then a row per scale).
 
-Generation is the cost: ``h*w`` forward steps of the network per batch and scale (with the
-KV cache); loss and accuracy take one forward. Without Inception weights and without
+Generation is the cost: per batch and scale, ``h*w`` forward steps of an AR network (with
+the KV cache) or ``num_steps`` of a NAR one; loss and accuracy take one forward. Without Inception weights and without
 ``--visual``, nothing is generated.
 """
 
@@ -36,19 +39,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from vq.core import distributed
 from vq.core.errors import UserError
 from vq.core.logging import image_grid, save_png
 from vq.core.seeding import seeded_generator
-from vq.generators import (
-    ProposalNetwork,
-    generate,
-    next_token_loss,
-    sampled_token_accuracy,
-    token_accuracy,
-)
 from vq.train.data import DatasetConfig, TokenFileConfig, to_float, to_uint8
 from vq.train.evaluation.common import (
     INDEX,
@@ -59,6 +55,7 @@ from vq.train.evaluation.common import (
     mean_metrics,
     pixel_meters,
 )
+from vq.train.evaluation.proposal_kinds import ProposalKind, proposal_kind
 from vq.train.evaluation.reference import (
     PassReference,
     fidelity_of_pass,
@@ -67,13 +64,12 @@ from vq.train.evaluation.reference import (
 )
 from vq.train.metrics import codebook_metrics
 from vq.train.metrics.fid import FEATURES
-from vq.train.proposal import TokenSpace, token_space
+from vq.train.proposal import ProposalRunConfig, TokenSpace, token_space
 from vq.train.tokenizer_source import load_frozen_tokenizer
-from vq.train.trainers.ar import ARRunConfig, build_network
 
 OVERVIEW_COLUMNS = 8
 """Val images shown in ``generated.png`` (the first ones of rank 0)."""
-_ACCURACY_STREAM = 1  # the third seed key of the sampled-accuracy generators
+_PREDICTION_STREAM = 1  # the third seed key of the prediction generators
 
 
 def scale_suffix(scale: float) -> str:
@@ -81,45 +77,49 @@ def scale_suffix(scale: float) -> str:
     return "" if scale == 1.0 else f"_cfg{scale:g}"
 
 
-def guidance_scales(config: ARRunConfig, requested: tuple[float, ...] | None) -> list[float]:
+def guidance_scales(config: ProposalRunConfig, requested: tuple[float, ...] | None) -> list[float]:
     """1.0 first, then the requested scales (default: the config's), without repeats."""
     wanted = requested if requested is not None else (config.sampling.guidance_scale,)
     bad = [s for s in wanted if s <= 0.0]
     if bad:
         raise UserError(f"--guidance {bad}: guidance scales must be positive (1: off)")
     scales = [1.0, *sorted({s for s in wanted if s != 1.0})]
-    if len(scales) > 1 and not config.network.null_class:
+    if len(scales) > 1 and not config.can_guide:
         raise UserError(
             f"--guidance {' '.join(f'{s:g}' for s in scales[1:])}: this network was trained "
-            "without a null class; guidance needs a *_cfg model"
+            "without a null class (no label dropout); guidance needs a *_cfg model"
         )
     return scales
 
 
-def val_images(config: ARRunConfig) -> DatasetConfig:
+def val_images(config: ProposalRunConfig) -> DatasetConfig:
     """The image dataset whose val split the network is evaluated on."""
     data = config.val_data or config.data
     if isinstance(data, TokenFileConfig):
         raise UserError(
-            f"this AR run trains on the token file {data.path}: evaluating it needs the val "
+            f"this {proposal_kind(config).label} run trains on the token file {data.path}: evaluating it needs the val "
             "images, set val_data (e.g. --override '.val_data:dict(kind=\"imagenet\", ...)')"
         )
     return data
 
 
 class GeneratorEvaluator:
-    """The network of an AR run (its checkpoints' weights are loaded into ``module``), its
-    frozen tokenizer and the meters, built once for every checkpoint."""
+    """The network of an AR or NAR run (its checkpoints' weights are loaded into ``module``),
+    its frozen tokenizer and the meters, built once for every checkpoint."""
 
-    def __init__(self, config: ARRunConfig, settings: EvalSettings, device: torch.device) -> None:
+    def __init__(
+        self, config: ProposalRunConfig, settings: EvalSettings, device: torch.device
+    ) -> None:
+        self.kind: ProposalKind = proposal_kind(config)
         if settings.tokenize:
             raise UserError(
                 "--tokenize writes a tokenizer's codes: run val/test on the tokenizer run "
-                "(the AR run's ir_config) instead"
+                f"(the {self.kind.label} run's ir_config) instead"
             )
         if config.tokenizer is None:
             raise UserError(
-                "evaluating an AR run needs its tokenizer (ir_config and ir_state_dict)"
+                f"evaluating an {self.kind.label} run needs its tokenizer "
+                "(ir_config and ir_state_dict)"
             )
         self.config, self.settings, self.device = config, settings, device
         self.data = val_images(config)
@@ -127,17 +127,17 @@ class GeneratorEvaluator:
         tokenizer = load_frozen_tokenizer(config.tokenizer.config, config.tokenizer.state_dicts)
         self.tokenizer = tokenizer.to(device).eval()
         self.space: TokenSpace = token_space(config, self.tokenizer)
-        self.layout = config.network.layout(self.space.codebook_size, config.num_classes)
         grid = tuple(self.tokenizer.grid_size(self.data.image_size))
         if grid != self.space.grid:
             raise UserError(
                 f"val images of {self.data.image_size} px make {grid} token grids, the "
                 f"network models {self.space.grid} grids"
             )
-        network = build_network(config, self.space, pretrained=False)
-        self.module: ProposalNetwork = network.to(device).eval()
+        self.module: nn.Module = self.kind.build(config, self.space).to(device).eval()
         self.can_decode = has_pixels(self.tokenizer)
-        nothing = "nothing to generate (give the AR run a pixel-decoder run as ir_config)"
+        nothing = (
+            f"nothing to generate (give the {self.kind.label} run a pixel-decoder run as ir_config)"
+        )
         self.meters = pixel_meters(self.tokenizer, settings, device, ("gfid", nothing))
         self.meters.log_skipped()
 
@@ -175,7 +175,7 @@ def evaluate_generator(evaluator: GeneratorEvaluator, out_dir: Path | None) -> E
         _collect_overview(overview, pictures, kept)
 
     gathered = val.gather()  # name -> (N, D), dataset order, without repeats
-    results = mean_metrics(gathered, ("loss", "accuracy", "top1_accuracy"))
+    results = mean_metrics(gathered, evaluator.kind.prediction_metrics)
     results.update(codebook_metrics(val.histogram))
     measured_fid = FEATURES in gathered
     if measured_fid:
@@ -195,31 +195,17 @@ def evaluate_generator(evaluator: GeneratorEvaluator, out_dir: Path | None) -> E
 def prediction_rows(
     evaluator: GeneratorEvaluator, val: ValPass, batch: dict[str, Any], ids: Tensor
 ) -> dict[str, Tensor]:
-    """Per image (B,): the teacher-forced ``loss``, argmax ``top1_accuracy`` and sampled
-    ``accuracy`` of the network on the codes ``ids`` (B, h, w) given the true classes."""
-    layout, sampling = evaluator.layout, evaluator.config.sampling
-    classes = batch["category"].to(val.device)  # (B,)
-    sequence = layout.sequence(classes, ids)  # (B, 1 + h*w)
-    with val.autocast():
-        logits = evaluator.module(sequence)  # (B, 1 + h*w, V)
-    accuracy_generators = [
-        seeded_generator(val.device, val.settings.seed, i, _ACCURACY_STREAM)
+    """Per image (B,): what the network predicts of its codes ``ids`` (B, h, w) given the
+    true classes (``ProposalKind.predictions``), each image with its own generator."""
+    generators = [
+        seeded_generator(val.device, val.settings.seed, i, _PREDICTION_STREAM)
         for i in batch[INDEX].tolist()
     ]
-    return {
-        "loss": next_token_loss(logits, sequence, layout, per_sample=True),
-        "top1_accuracy": token_accuracy(logits, sequence, layout, per_sample=True),
-        "accuracy": sampled_token_accuracy(
-            logits,
-            sequence,
-            layout,
-            temperature=sampling.temperature,
-            top_k=sampling.top_k,
-            top_p=sampling.top_p,
-            generator=accuracy_generators,
-            per_sample=True,
-        ),
-    }
+    classes = batch["category"].to(val.device)  # (B,)
+    with val.autocast():
+        return evaluator.kind.predictions(
+            evaluator.module, evaluator.config, evaluator.space, classes, ids, generators
+        )
 
 
 def add_generated(
@@ -250,20 +236,10 @@ def generated_images(
 ) -> Tensor:
     """uint8 (B, 3, H, W) images of ``classes`` (B,) at guidance ``scale``, each drawn with
     the generator of its dataset ``index`` (B,) and the seed."""
-    sampling, space = evaluator.config.sampling, evaluator.space
     generators = [seeded_generator(val.device, val.settings.seed, i) for i in index.tolist()]
     with val.autocast():
-        tokens = generate(
-            evaluator.module,
-            classes,
-            space.grid,
-            space.codebook_size,
-            evaluator.config.num_classes,
-            guidance_scale=scale,
-            temperature=sampling.temperature,
-            top_k=sampling.top_k,
-            top_p=sampling.top_p,
-            generator=generators,
+        tokens = evaluator.kind.draw(
+            evaluator.module, evaluator.config, evaluator.space, classes, scale, generators
         )  # (B, h, w)
         return to_uint8(evaluator.tokenizer.decode(tokens))  # (B, 3, H, W) uint8
 
@@ -282,14 +258,11 @@ def generated_fidelity(
 def generation_record(evaluator: GeneratorEvaluator, images_per_scale: int) -> dict[str, Any]:
     """How the generated images were drawn (``metrics.json``); nothing generated: 0 images
     and no scales."""
-    sampling = evaluator.config.sampling
     return {
         "images_per_scale": images_per_scale,
         "guidance_scales": evaluator.scales if images_per_scale else [],
         "seed": evaluator.settings.seed,
-        "temperature": sampling.temperature,
-        "top_k": sampling.top_k,
-        "top_p": sampling.top_p,
+        **evaluator.kind.sampling_record(evaluator.config),
         "conditioning": "the class of each val image",
     }
 

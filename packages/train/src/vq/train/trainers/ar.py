@@ -36,6 +36,7 @@ from vq.core.errors import UserError
 from vq.core.loop import Run
 from vq.core.parallel import StrategyConfig, unwrap
 from vq.generators import (
+    Generators,
     ProposalNetwork,
     ProposalNetworkConfig,
     build_proposal_network,
@@ -123,9 +124,10 @@ def sample_tokens(
     space: TokenSpace,
     num_classes: int,
     sampling: SamplingConfig,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> Tensor:
-    """Token grids (B, h, w) for ``classes`` (B,), drawn as ``sampling`` says."""
+    """Token grids (B, h, w) for ``classes`` (B,), drawn as ``sampling`` says (one
+    generator, or one per sample)."""
     return generate(
         network,
         classes,

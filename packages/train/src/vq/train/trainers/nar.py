@@ -6,7 +6,7 @@ One step::
     mask_batch: per sample a cosine-schedule share of the h*w cells -> mask id,
                 each class -> the null class with probability network.label_dropout
     classes (B,), masked grid (B, h*w) --network--> logits (B, h*w, K)
-    loss = cross-entropy at the masked cells only
+    loss = cross-entropy at the masked cells only (label smoothing as configured)
 
 The frozen tokenizer, the token-file alternative and the class checks are those of the AR
 stage (``vq.train.proposal``). The masking draws from torch's global RNG, which the loop
@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from vq.core.loop import Run
 from vq.core.parallel import StrategyConfig, unwrap
 from vq.generators import (
+    Generators,
     MaskedNetworkConfig,
     MaskGIT,
     build_masked_network,
@@ -71,6 +72,9 @@ class NARRunConfig(ProposalRunConfig):
     trainer: Literal["nar"] = "nar"
     network: MaskedNetworkConfig = MaskedNetworkConfig()
     sampling: MaskedSamplingConfig = MaskedSamplingConfig()
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    """Of the training loss (MaskGIT's recipe: 0.1); ``val``/``test`` report the plain
+    cross-entropy, the negative log-likelihood of the masked codes."""
 
     @property
     def can_guide(self) -> bool:
@@ -97,9 +101,10 @@ def decode_tokens(
     network: MaskGIT,
     classes: Tensor,
     sampling: MaskedSamplingConfig,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> Tensor:
-    """Token grids (B, h, w) for ``classes`` (B,), decoded as ``sampling`` says."""
+    """Token grids (B, h, w) for ``classes`` (B,), decoded as ``sampling`` says (one
+    generator, or one per sample)."""
     return parallel_decode(
         network,
         classes,
@@ -153,7 +158,9 @@ class NARTrainer:
         with self.opt.accumulate():
             with self.run.autocast():
                 logits = self.model(masked.classes, masked.inputs)  # (B, h*w, K)
-            loss = masked_token_loss(logits, masked.targets, masked.mask)  # fp32
+            loss = masked_token_loss(
+                logits, masked.targets, masked.mask, label_smoothing=self.config.label_smoothing
+            )  # fp32
             self.opt.backward(loss)
         # Argmax accuracy at the masked cells of this batch (dropped labels included).
         accuracy = masked_token_accuracy(logits.detach(), masked.targets, masked.mask)
