@@ -17,16 +17,23 @@ architecture bound, so that every keyword after the ``/`` is one of its ``--conf
     num_codes         codebook size K             code_dim    code width (256; not for FSQ)
     lr                generator LR (5.4e-5)       discriminator_lr  (4.32e-4)
     batch_size        global batch (96)           iters       iterations (260000)
-    image_size        training images (256)       data_root   ImageNet folder (data/imagenet)
+    image_size        training images (256)       data_root   dataset folder (data/imagenet)
     strategy          "ddp" or "fsdp"             workers     loader processes per rank (5)
 
 FSQ has no ``code_dim``: its ``num_codes`` picks one of the known level presets (8000,
 64000), which imply the dimension. The ``_fsdp`` files bind ``strategy="fsdp"``.
+
+``vqgan_recipe`` trains on ImageNet; ``vqgan_recipe_on`` is the same recipe on the dataset
+config class its config binds first (the reference's LAION-Aesthetics, SA-Med2D-20M and
+SATIN runs), where ``data_root`` defaults to that dataset's own folder::
+
+    config = partial(vqgan_recipe_on, SATINConfig, "vqgan", "patchgan_depth_3", 0.8, num_codes=8192)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 from vq.core.data import LoaderConfig
@@ -43,13 +50,23 @@ from vq.tokenizers.losses import ReconstructionLossConfig
 from vq.tokenizers.models.pixel_tokenizer import PixelTokenizerConfig
 from vq.tokenizers.quantizers import FSQConfig, VectorQuantizerConfig
 from vq.tokenizers.quantizers.fsq import FSQ_LEVELS
-from vq.train.data import ImageNetConfig
+from vq.train.data import (
+    Augmentation,
+    ImageNetConfig,
+    LAIONAestheticsConfig,
+    SAMed2DConfig,
+    SATINConfig,
+)
 from vq.train.gan_step import GANConfig
 from vq.train.trainers.vqgan import VQGANRunConfig
 
 TAMING_BETAS = (0.5, 0.9)  # the reference's vqgan runner: both Adams
 FSQ_CONNECTOR_HIDDEN = (256,)  # FSQ: 1x1 conv connectors 256 -> 256 -> levels and back
 Discriminator = Literal["patchgan_depth_2", "patchgan_depth_3", "stylegan2"]
+# The image sets of the reference's tokenizer runs (all but ImageNet are unlabelled).
+ImageDataset = (
+    type[ImageNetConfig] | type[LAIONAestheticsConfig] | type[SAMed2DConfig] | type[SATINConfig]
+)
 
 
 @dataclass(frozen=True)
@@ -61,14 +78,19 @@ class Training:
     batch_size: int
     iters: int
     image_size: int
-    data_root: str
+    data_root: str | None  # None: the dataset config's own folder (data/imagenet, ...)
     strategy: str
     workers: int
+    dataset: ImageDataset = ImageNetConfig
 
 
-def imagenet(data_root: str, image_size: int) -> ImageNetConfig:
-    """ImageNet-1k with the tokenizers' "strong" augmentation (docs/data.md)."""
-    return ImageNetConfig(root=data_root, image_size=image_size, augmentation="strong")
+def training_images(
+    dataset: ImageDataset, data_root: str | None, image_size: int, augmentation: Augmentation
+) -> ImageNetConfig | LAIONAestheticsConfig | SAMed2DConfig | SATINConfig:
+    """``dataset`` under ``data_root`` (None: its default folder) with ``augmentation``
+    ("strong" for the GAN recipes, "default" for VQ-KD; docs/data.md)."""
+    root = {} if data_root is None else {"root": data_root}
+    return dataset(**root, image_size=image_size, augmentation=augmentation)
 
 
 def adam(lr: float, betas: tuple[float, float]) -> OptimizationConfig:
@@ -87,10 +109,11 @@ def gan_run(
     gan: GANConfig,
     betas: tuple[float, float],
 ) -> VQGANRunConfig:
-    """A GAN run of ``model`` on ImageNet: what the taming and LlamaGen recipes share."""
+    """A GAN run of ``model`` on ``training.dataset``: what the taming and LlamaGen recipes
+    share."""
     return VQGANRunConfig(
         model=model,
-        data=imagenet(training.data_root, training.image_size),
+        data=training_images(training.dataset, training.data_root, training.image_size, "strong"),
         reconstruction=reconstruction,
         gan=gan,
         optimization=adam(training.lr, betas),
@@ -152,7 +175,8 @@ def vector_quantizer(
     return VectorQuantizerConfig.preset("vqgan", num_codes, code_dim)
 
 
-def vqgan_recipe(
+def vqgan_recipe_on(
+    dataset: ImageDataset,
     quantizer: Literal["vqgan", "cvqvae"],
     discriminator: Discriminator,
     gain: float,  # taming's adaptive weight gain 0.8; dd2_aglwg075: 0.75
@@ -165,17 +189,32 @@ def vqgan_recipe(
     batch_size: int = 96,  # the reference's vqgan interface: 96 in total (global)
     iters: int = 260_000,  # the reference's vqgan runner
     image_size: int = 256,  # the reference's vqgan interface: 256 px, strong augmentation
-    data_root: str = "data/imagenet",
+    data_root: str | None = None,  # the dataset's folder: data/imagenet for ImageNet
     strategy: str = "ddp",
     workers: int = 5,  # the reference's vqgan interface: num_workers 5
 ) -> VQGANRunConfig:
-    """Taming's VQGAN recipe with a ``num_codes x code_dim`` codebook (VQGAN or CVQ-VAE)."""
+    """Taming's VQGAN recipe with a ``num_codes x code_dim`` codebook (VQGAN or CVQ-VAE),
+    trained on ``dataset``."""
     return taming_run(
         vector_quantizer(quantizer, num_codes, code_dim),
-        Training(lr, discriminator_lr, batch_size, iters, image_size, data_root, strategy, workers),
+        Training(
+            lr,
+            discriminator_lr,
+            batch_size,
+            iters,
+            image_size,
+            data_root,
+            strategy,
+            workers,
+            dataset,
+        ),
         discriminator=discriminator,
         gain=gain,
     )
+
+
+vqgan_recipe = partial(vqgan_recipe_on, ImageNetConfig)
+"""Taming's VQGAN recipe on ImageNet-1k: every ``configs/vqgan/*_imagenet_*`` file."""
 
 
 def fsq_quantizer(num_codes: int) -> FSQConfig:

@@ -13,20 +13,26 @@ teacher weights bound, so each keyword of ``vqkd_recipe`` after ``teacher`` is o
     num_codes     codebook size K (8192)              code_dim    code width (32)
     lr            peak AdamW LR (2e-4)                batch_size  global batch (512)
     iters         iterations (250000)                 image_size  training images (224)
-    data_root     ImageNet folder (data/imagenet)     strategy    "ddp" or "fsdp"
+    data_root     dataset folder (data/imagenet)      strategy    "ddp" or "fsdp"
     workers       loader processes per rank (10)      teacher_weights  the teacher's file
 
 ``image_size`` sets the training images only: the encoder keeps its native 14x14 position
 embeddings and interpolates them (256 px gives 16x16 tokens), and the teacher runs at its
 own resolution, its features resized to the token grid. ``teacher_weights:None`` keeps the
 teacher random (smoke runs only).
+
+``vqkd_recipe`` trains on ImageNet; ``vqkd_recipe_on`` is the same recipe on the dataset
+config class its config binds first (the reference's LAION-Aesthetics, SA-Med2D-20M and
+SATIN runs), where ``data_root`` defaults to that dataset's own folder.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
+from configs.vqgan._recipe import ImageDataset, training_images
 from vq.core.data import LoaderConfig
 from vq.core.loop import LoopConfig
 from vq.core.optim import OptimizationConfig, OptimizerConfig, ScheduleConfig
@@ -56,8 +62,10 @@ def vqkd_optimization(
     )
 
 
-def vqkd_recipe(
+def vqkd_recipe_on(
+    dataset: ImageDataset,
     teacher: TeacherName,
+    /,
     *,
     num_codes: int = 8192,  # the paper's main tokenizer (vit_16384_imagenet_ddp.py binds 16384)
     code_dim: int = 32,  # BEiT v2's code width
@@ -65,16 +73,16 @@ def vqkd_recipe(
     batch_size: int = 512,  # global, over every rank
     iters: int = 250_000,  # 25k warm-up + 225k cosine
     image_size: int = 224,  # ImageNet with the 'default' augmentation (RandomResizedCrop)
-    data_root: str = "data/imagenet",
+    data_root: str | None = None,  # the dataset's folder: data/imagenet for ImageNet
     strategy: Literal["ddp", "fsdp"] = "ddp",
     workers: int = 10,
     teacher_weights: str | Path | None,
 ) -> VQKDRunConfig:
-    """VQ-KD distilling ``teacher`` on ImageNet; the options are the module docstring's."""
+    """VQ-KD distilling ``teacher`` on ``dataset``; the options are the module docstring's."""
     return VQKDRunConfig(
         model=VQKDConfig.preset(TEACHER_DIMS[teacher], num_codes=num_codes, code_dim=code_dim),
         teacher=TeacherConfig(name=teacher, weights=teacher_weights),
-        data=ImageNetConfig(root=data_root, image_size=image_size, augmentation="default"),
+        data=training_images(dataset, data_root, image_size, "default"),
         optimization=vqkd_optimization(lr),
         loop=LoopConfig(
             iters=iters,
@@ -85,3 +93,7 @@ def vqkd_recipe(
         loader=LoaderConfig(batch_size=batch_size, batch_size_is_global=True, workers=workers),
         strategy=StrategyConfig.option(strategy),
     )
+
+
+vqkd_recipe = partial(vqkd_recipe_on, ImageNetConfig)
+"""The VQ-KD recipe on ImageNet-1k: every ``configs/vqkd/*_imagenet_*`` file."""

@@ -39,7 +39,8 @@ IMAGENET = {
 
 @pytest.mark.parametrize(
     ("name", "strategy"),
-    [(f"{name}_imagenet_ddp", "ddp") for name in IMAGENET] + [("clip_8192_imagenet_fsdp", "fsdp")],
+    [(f"{name}_imagenet_ddp", "ddp") for name in IMAGENET]
+    + [(f"{name}_imagenet_fsdp", "fsdp") for name in ("clip_8192", "openclip_bigG_14_8192")],
 )
 def test_every_config_builds_the_reference_recipe(name: str, strategy: str) -> None:
     config = load_config(REPO / "configs" / "vqkd" / f"{name}.py", {})
@@ -93,7 +94,7 @@ OPTIONS = {"num_codes", "code_dim", "lr", "batch_size", "iters", "image_size", "
 
 def test_every_imagenet_config_takes_the_shared_options() -> None:
     configs = sorted((REPO / "configs" / "vqkd").glob("*_imagenet_*.py"))
-    assert len(configs) == len(IMAGENET) + 1
+    assert len(configs) == len(IMAGENET) + 2  # + the two _fsdp files
     for path in configs:
         assert set(config_parameters(path)) == OPTIONS, path.name
 
