@@ -20,7 +20,7 @@ from vq.core.configfile import apply_overrides, load_config, parse_assignments
 from vq.core.errors import UserError
 from vq.train.cli import _guarded
 from vq.train.data.base import SPLITS, Split
-from vq.train.data.config import build_dataset
+from vq.train.data.config import DatasetConfig, build_dataset
 from vq.train.data.shard_writer import write_shards
 from vq.train.data.shards import INDEX_JSON
 
@@ -41,14 +41,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_shard(args: argparse.Namespace) -> int:
-    if args.samples_per_shard < 1:
-        raise UserError(f"--samples-per-shard must be at least 1, got {args.samples_per_shard}")
+def dataset_config(args: argparse.Namespace) -> DatasetConfig:
+    """The dataset config CONFIG names (a run's ``data``), options and overrides applied;
+    builds pydantic models only, reads no data."""
     config = load_config(args.config, parse_assignments(args.config_options))
     config = apply_overrides(config, parse_assignments(args.override))
     data = getattr(config, "data", config)
     if not callable(getattr(data, "build", None)):
         raise UserError(f"config {args.config} describes neither a dataset nor a run with data")
+    return data
+
+
+def run_shard(args: argparse.Namespace) -> int:
+    if args.samples_per_shard < 1:
+        raise UserError(f"--samples-per-shard must be at least 1, got {args.samples_per_shard}")
+    data = dataset_config(args)
     splits: list[Split] = list(dict.fromkeys(args.splits))
     for split in splits:
         if (args.out / split / INDEX_JSON).exists():
