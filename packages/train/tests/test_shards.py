@@ -17,7 +17,14 @@ from safetensors.torch import load_file
 from vq.core.data import LoaderConfig, ResumableSampler, build_loader
 from vq.core.errors import UserError
 from vq.train.cli import train_main
-from vq.train.data import ImageFolderConfig, PhotosConfig, ShardsConfig, build_dataset, collate
+from vq.train.data import (
+    ImageFolderConfig,
+    LAIONAestheticsConfig,
+    PhotosConfig,
+    ShardsConfig,
+    build_dataset,
+    collate,
+)
 from vq.train.data.shard_writer import write_shards
 from vq.train.data.shards import buffer_shuffle
 from vq.train.shard_command import shard_main
@@ -122,6 +129,51 @@ def test_the_loop_sampler_gives_the_same_batches_from_shards_as_from_folders(
         assert a["id"] == b["id"] and torch.equal(a["original_image"], b["original_image"])
 
 
+def test_a_laion_style_file_list_keeps_its_order_and_workers_read_the_same(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "laion"
+    names = [f"{i:03d}_x.png" for i in (7, 2, 9, 4, 1, 8, 3, 6)]  # annotation order, unsorted
+    (root / "annotations").mkdir(parents=True)
+    (root / "annotations" / "v2_6.5plus.tsv").write_text(
+        "".join(f"{name}\ta caption\t6.{i}\n" for i, name in enumerate(names))
+    )
+    rng = np.random.default_rng(1)
+    (root / "v2_6.5plus").mkdir()
+    for name in names:
+        pixels = rng.integers(0, 256, (18, 14, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "v2_6.5plus" / name)
+    laion = LAIONAestheticsConfig(root=str(root), num_val=2, image_size=8, augmentation="weak")
+    write_shards(build_dataset(laion, "train"), tmp_path / "s" / "train", "train", 2)
+    sharded = build_dataset(
+        ShardsConfig(root=str(tmp_path / "s"), image_size=8, augmentation="weak"), "train"
+    )
+    assert [sharded.id(i) for i in range(len(sharded))] == [n[:-4] for n in names[:6]]
+    assert_same_items(items(build_dataset(laion, "train"), range(6)), items(sharded, range(6)))
+
+    def batches(workers: int) -> list[dict]:
+        config = LoaderConfig(batch_size=2, workers=workers, persistent_workers=False)
+        loader, _ = build_loader(
+            sharded, config, seed=SEED, device=torch.device("cpu"), collate_fn=collate
+        )
+        return list(loader)
+
+    for a, b in zip(batches(0), batches(2), strict=True):  # forked workers open their own files
+        assert a["id"] == b["id"] and torch.equal(a["original_image"], b["original_image"])
+
+
+def test_shard_order_refuses_a_shard_count_that_does_not_divide_at_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, _ = shard_folder(tmp_path)  # 4 train shards, 4 val shards
+    monkeypatch.setattr("vq.core.distributed.world_size", lambda: 3)
+    config = ShardsConfig(root=str(out), order="shards")
+    assert "4 shards of" in _build_error(config) and "across 3 processes" in _build_error(config)
+    assert len(build_dataset(ShardsConfig(root=str(out)), "train")) == 10  # global: any count
+    monkeypatch.setattr("vq.core.distributed.world_size", lambda: 2)
+    assert len(build_dataset(config, "train")) == 10
+
+
 def _sharded_photos(tmp_path: Path) -> Path:
     out = tmp_path / "photo_shards"
     write_shards(build_dataset(PhotosConfig(image_size=16), "train"), out / "train", "train", 8)
@@ -214,9 +266,12 @@ def test_shard_order_deals_whole_shards_to_ranks_and_is_seeded(tmp_path: Path) -
         ResumableSampler(10, seed=SEED, rank=r, world=2, order=lambda e: order) for r in (0, 1)
     ]
     shard_of = four.index.shards
-    for sampler in ranks:
+    for rank, sampler in enumerate(ranks):
         mine = sampler.indices(0)
+        assert mine == order[rank::2]
         assert len(mine) == len(order) // 2  # every rank stops at the shortest rank's count
+        sampler.start(0, 2)  # resumed two samples into the epoch
+        assert [index for index, _ in sampler] == mine[2:]
     assert not {int(shard_of[i]) for i in ranks[0].indices(0)} & {
         int(shard_of[i]) for i in ranks[1].indices(0)
     }
