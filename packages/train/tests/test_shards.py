@@ -344,6 +344,10 @@ def test_an_index_that_disagrees_with_the_shards_is_an_error(tmp_path: Path) -> 
     index["shards"] = index["shards"][:2]
     index_file.write_text(json.dumps(index))
     assert "disagrees with itself" in _build_error(ShardsConfig(root=str(out)))
+    index_file.write_text(json.dumps({**index, "shards": [{"name": "x.tar"}]}))
+    assert "lacks or mistypes an entry: KeyError('samples')" in _build_error(
+        ShardsConfig(root=str(out))
+    )
     index_file.write_text("{")
     assert "is not valid JSON" in _build_error(ShardsConfig(root=str(out)))
     index_file.unlink()

@@ -139,14 +139,17 @@ def read_index(split_root: str) -> ShardIndex:
             arrays = {k: a[k] for k in ("ids", "categories", "shards", "offsets", "sizes", "exts")}
     except (OSError, ValueError, KeyError) as error:
         raise UserError(f"shard index {arrays_at} cannot be read: {error}") from None
-    entries = meta["shards"]
-    index = ShardIndex(
-        classes=list(meta["classes"]),
-        shard_names=[e["name"] for e in entries],
-        shard_samples=[int(e["samples"]) for e in entries],
-        shard_bytes=[int(e["bytes"]) for e in entries],
-        **arrays,
-    )
+    try:
+        entries = meta["shards"]
+        index = ShardIndex(
+            classes=list(meta["classes"]),
+            shard_names=[e["name"] for e in entries],
+            shard_samples=[int(e["samples"]) for e in entries],
+            shard_bytes=[int(e["bytes"]) for e in entries],
+            **arrays,
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise UserError(f"shard index {where} lacks or mistypes an entry: {error!r}") from None
     counted = np.bincount(index.shards, minlength=len(entries)).tolist()
     if len(counted) != len(entries) or counted != index.shard_samples:
         wrong = [
