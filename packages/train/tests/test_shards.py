@@ -246,7 +246,9 @@ def test_shard_order_trains_differently_and_resumes_bit_identically(tmp_path: Pa
     assert not _equal(straight, _train(tmp_path, "global", _shards_data(shards)))
 
 
-def test_shard_order_deals_whole_shards_to_ranks_and_is_seeded(tmp_path: Path) -> None:
+def test_shard_order_deals_whole_shards_to_ranks_and_is_seeded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out, _ = shard_folder(tmp_path, per_shard=2)  # 10 samples: 5 shards of 2
     sharded = build_dataset(ShardsConfig(root=str(out), order="shards", shuffle_buffer=1), "train")
     with pytest.raises(UserError, match="5 shards of .* do not divide across 2 processes"):
@@ -272,6 +274,13 @@ def test_shard_order_deals_whole_shards_to_ranks_and_is_seeded(tmp_path: Path) -
         assert len(mine) == len(order) // 2  # every rank stops at the shortest rank's count
         sampler.start(0, 2)  # resumed two samples into the epoch
         assert [index for index, _ in sampler] == mine[2:]
+    # shards of 3, 3, 3, 1 dealt in pairs: the shorter rank has 4 samples, so a batch of 5
+    # per rank is refused at the start rather than giving epochs without a batch
+    monkeypatch.setattr("vq.core.distributed.world_size", lambda: 2)
+    two_ranks = build_dataset(ShardsConfig(root=str(out4), order="shards"), "train")
+    config = LoaderConfig(batch_size=10, workers=0)
+    with pytest.raises(UserError, match="each process gets 4 samples per epoch, fewer than"):
+        build_loader(two_ranks, config, seed=SEED, device=torch.device("cpu"))
     assert not {int(shard_of[i]) for i in ranks[0].indices(0)} & {
         int(shard_of[i]) for i in ranks[1].indices(0)
     }

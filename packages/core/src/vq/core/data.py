@@ -108,9 +108,12 @@ class ResumableSampler(Sampler[tuple[int, int]]):
         return order[self.rank :: self.world]
 
     def __len__(self) -> int:
+        """This rank's share of the current epoch (of ``order``'s, when it chooses one)."""
+        chosen = self.order(self.epoch) if self.order is not None else None
+        length = self.length if chosen is None else len(chosen)
         if self.drop_last:
-            return self.length // self.world
-        return -(-self.length // self.world)
+            return length // self.world
+        return -(-length // self.world)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch, skip = self.epoch, self.skip
