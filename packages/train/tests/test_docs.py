@@ -306,6 +306,12 @@ def check_sample(argv: list[str], where: str, resolved: ResolvedConfigs) -> None
     build_run_config(args.config, args.config_options, args.override, where, resolved)
 
 
+def check_shard(argv: list[str], where: str, resolved: ResolvedConfigs) -> None:
+    from vq.train.shard_command import build_parser, dataset_config
+
+    dataset_config(parse(build_parser(), argv, where))
+
+
 def check_evaluation(command: str) -> Callable[[list[str], str, ResolvedConfigs], None]:
     def check(argv: list[str], where: str, resolved: ResolvedConfigs) -> None:
         from vq.train import eval_cli, fid_command
@@ -358,6 +364,7 @@ SIMPLE: dict[str, Callable[[list[str], str, ResolvedConfigs], None]] = {
     "val": check_evaluation("val"),
     "test": check_evaluation("test"),
     "fid": check_evaluation("fid"),
+    "shard": check_shard,
     "pytest": check_pytest,
 }
 INLINE: dict[str, Callable[..., None]] = {

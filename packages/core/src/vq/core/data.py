@@ -3,6 +3,8 @@
 * ``per_rank_batch_size`` divides a global batch size across ranks (or keeps a per-rank one).
 * ``ResumableSampler`` shards a deterministic per-epoch permutation across ranks and can
   start mid-epoch, so a resumed run neither re-reads nor discards the batches it skips.
+* A dataset may choose the order of each epoch itself (``epoch_order(epoch, seed, world)``,
+  e.g. sharded data read shard by shard); the sampler then splits and resumes that order.
 * Every sample is loaded under its own seed derived from (run seed, epoch, index): random
   augmentations are identical whatever the number of workers, the rank that loads the
   sample, or where a run was resumed.
@@ -10,8 +12,9 @@
 
 from __future__ import annotations
 
+import functools
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -59,7 +62,8 @@ class ResumableSampler(Sampler[tuple[int, int]]):
     The permutation of epoch ``e`` comes from a generator seeded with ``seed + e`` (identical
     on every rank); rank ``r`` takes every ``world``-th element starting at ``r``, after
     padding to a multiple of ``world`` (or dropping the tail when ``drop_last``).
-    ``start(epoch, skip)`` positions the sampler ``skip`` samples into its share.
+    ``start(epoch, skip)`` positions the sampler ``skip`` samples into its share. ``order``,
+    when given and not returning None, replaces the permutation of an epoch.
     """
 
     def __init__(
@@ -71,8 +75,10 @@ class ResumableSampler(Sampler[tuple[int, int]]):
         drop_last: bool = True,
         rank: int | None = None,
         world: int | None = None,
+        order: Callable[[int], Sequence[int] | None] | None = None,
     ) -> None:
         self.length = length
+        self.order = order
         self.seed = seed
         self.shuffle = shuffle
         self.drop_last = drop_last
@@ -87,7 +93,10 @@ class ResumableSampler(Sampler[tuple[int, int]]):
         self.epoch, self.skip = epoch, skip
 
     def indices(self, epoch: int) -> list[int]:
-        if self.shuffle:
+        chosen = self.order(epoch) if self.order is not None else None
+        if chosen is not None:
+            order = list(chosen)
+        elif self.shuffle:
             g = torch.Generator().manual_seed(self.seed + epoch)
             order = torch.randperm(self.length, generator=g).tolist()
         else:
@@ -99,9 +108,12 @@ class ResumableSampler(Sampler[tuple[int, int]]):
         return order[self.rank :: self.world]
 
     def __len__(self) -> int:
+        """This rank's share of the current epoch (of ``order``'s, when it chooses one)."""
+        chosen = self.order(self.epoch) if self.order is not None else None
+        length = self.length if chosen is None else len(chosen)
         if self.drop_last:
-            return self.length // self.world
-        return -(-self.length // self.world)
+            return length // self.world
+        return -(-length // self.world)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch, skip = self.epoch, self.skip
@@ -151,11 +163,16 @@ def build_loader(
     if length == 0:
         raise UserError("the dataset is empty")
     batch = per_rank_batch_size(config, distributed.world_size())
+    shuffle = config.shuffle and train
+    epoch_order = getattr(dataset, "epoch_order", None) if shuffle else None
+    if epoch_order is not None:
+        epoch_order = functools.partial(epoch_order, seed=seed, world=distributed.world_size())
     sampler = ResumableSampler(
         length,
         seed=seed,
-        shuffle=config.shuffle and train,
+        shuffle=shuffle,
         drop_last=config.drop_last and train,
+        order=epoch_order,
     )
     if train and len(sampler) < batch:
         raise UserError(

@@ -27,6 +27,7 @@ from vq.train.data.folders import FolderConfig, ImageFolderConfig
 from vq.train.data.imagenet import ImageNetConfig
 from vq.train.data.photos import LICENCES, PhotosConfig, PhotosDataset
 from vq.train.data.public import COCOConfig, LAIONAestheticsConfig, SAMed2DConfig, SATINConfig
+from vq.train.data.shards import ShardsConfig, ShardsDataset
 from vq.train.data.token_files import (
     TokenFileConfig,
     TokenFileDataset,
@@ -54,6 +55,8 @@ __all__ = [
     "PhotosDataset",
     "SAMed2DConfig",
     "SATINConfig",
+    "ShardsConfig",
+    "ShardsDataset",
     "Split",
     "TokenFileConfig",
     "TokenFileDataset",

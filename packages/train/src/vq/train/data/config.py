@@ -18,6 +18,7 @@ from vq.train.data.folders import FolderConfig, ImageFolderConfig
 from vq.train.data.imagenet import ImageNetConfig
 from vq.train.data.photos import PhotosConfig
 from vq.train.data.public import COCOConfig, LAIONAestheticsConfig, SAMed2DConfig, SATINConfig
+from vq.train.data.shards import ShardsConfig
 from vq.train.data.transforms import Augmentation
 
 
@@ -60,6 +61,7 @@ DatasetConfig = Annotated[
     | SAMed2DConfig
     | SATINConfig
     | COCOConfig
+    | ShardsConfig
     | ConcatConfig,
     Field(discriminator="kind"),
 ]
