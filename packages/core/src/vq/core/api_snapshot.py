@@ -25,6 +25,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+__all__ = ["UPDATE", "check_api_snapshot", "public_api"]
+
 UPDATE = "VQ_UPDATE_API_SNAPSHOT"
 ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # reprs of objects differ from run to run
 
