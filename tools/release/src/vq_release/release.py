@@ -9,8 +9,9 @@ Then, always on a copy of the committed tree (``git archive HEAD``) in a tempora
 set the version (and, for a breaking release, the ranges of the members that depend on it),
 lock, build the member's sdist and wheel and the wheels of the members it needs, install
 them into a fresh virtual environment of this interpreter (``uv venv`` + ``uv pip
-install``, from the uv cache where it can), and run the member's own fast tests
-(``-m "not slow"``) from a folder outside the workspace, against the installed copy.
+install``, from the uv cache where it can; every extra, and the root's test tools), and run
+the member's own fast tests (``-m "not slow"``) against the installed copy: from the copy,
+whose sources are on no import path, so ``vq.*`` comes from the environment.
 
 A dry run stops there and prints the tag it would make. With ``--tag`` the same edits are
 written into the tree, committed, and tagged ``<distribution>-v<version>``; the built files
@@ -33,6 +34,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -152,19 +154,32 @@ def step(what: str, command: list[str], cwd: Path) -> str:
     return result.stdout
 
 
-def pytest_ini(root: Path) -> str:
-    """The workspace's pytest settings (markers, import mode, warnings) without its
-    testpaths, as a ``pytest.ini`` for a folder outside the workspace."""
-    options = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["pytest"]
-    lines = ["[pytest]"]
-    for key, value in options["ini_options"].items():
-        if key == "testpaths":
+def dev_tools(root: Path) -> list[str]:
+    """The third-party requirements of the root's ``dev`` group (pytest and the packages some
+    tests use), pinned to the versions of this environment, so that the fresh environment
+    tests with the tools the workspace tests with."""
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    ours = {
+        canonicalize_name(n) for n in pyproject.get("tool", {}).get("uv", {}).get("sources", {})
+    }
+    pinned = []
+    for text in pyproject.get("dependency-groups", {}).get("dev", []):
+        requirement = Requirement(text)
+        if canonicalize_name(requirement.name) in ours:
             continue
-        if isinstance(value, list):
-            lines += [f"{key} =", *(f"    {v}" for v in value)]
-        else:
-            lines.append(f"{key} = {value}")
-    return "\n".join(lines) + "\n"
+        try:
+            pinned.append(f"{requirement.name}=={importlib.metadata.version(requirement.name)}")
+        except importlib.metadata.PackageNotFoundError:
+            pinned.append(text)
+    return pinned
+
+
+def with_all_extras(wheel: Path, all_members: dict[str, Member]) -> str:
+    """``vq-tokenizers[teachers] @ file:///...whl``: a member's wheel with every extra, so
+    that its tests and its dependents' find what they use."""
+    member = all_members[canonicalize_name(wheel.name.split("-")[0])]
+    extras = f"[{','.join(member.extras)}]" if member.extras else ""
+    return f"{member.name}{extras} @ {wheel.as_uri()}"
 
 
 def rehearse(plan: Plan, work: Path) -> tuple[Path, list[Path]]:
@@ -173,7 +188,7 @@ def rehearse(plan: Plan, work: Path) -> tuple[Path, list[Path]]:
     uv = shutil.which("uv")
     if uv is None:
         raise StepFailed("uv is not on PATH")
-    tree, dist, venv, tests = work / "tree", work / "dist", work / "venv", work / "tests"
+    tree, dist, venv = work / "tree", work / "dist", work / "venv"
     archive = subprocess.run(
         ["git", "-C", str(plan.root), "archive", "--format=tar", "HEAD"],
         capture_output=True,
@@ -198,24 +213,23 @@ def rehearse(plan: Plan, work: Path) -> tuple[Path, list[Path]]:
         step(f"build {name} (wheel)", [*build, name, "--wheel"], tree)
         wheels += sorted(set(dist.iterdir()) - before)
     wheel = next(p for p in own if p.suffix == ".whl")
-    extras = ",".join(member.extras)
-    target = f"{member.name}{f'[{extras}]' if extras else ''} @ {wheel.as_uri()}"
     step(
         "fresh virtual environment", [uv, "venv", "-q", str(venv), "--python", sys.executable], work
     )
     python = str(venv / "bin" / "python")
-    pytest = f"pytest=={importlib.metadata.version('pytest')}"
-    install = [uv, "pip", "install", "-q", "--python", python, target, *map(str, wheels), pytest]
+    targets = [with_all_extras(w, plan.all_members) for w in (wheel, *wheels)]
+    install = [uv, "pip", "install", "-q", "--python", python, *targets, *dev_tools(plan.root)]
     step(f"install {wheel.name} and the {len(wheels)} member wheels it needs", install, work)
     module = f"vq.{member.short}"
     show = [python, "-c", f"import {module}; print(*{module}.__path__)"]
     where = step(f"import {module} from the environment", show, work).strip()
     if not Path(where).resolve().is_relative_to(venv.resolve()):
         raise StepFailed(f"{module} was imported from {where}, not from the fresh environment")
-    shutil.copytree(member.directory / "tests", tests / "tests")
-    (tests / "pytest.ini").write_text(pytest_ini(plan.root))
-    run_tests = [python, "-m", "pytest", "tests", "-q", "-m", "not slow", "-p", "no:cacheprovider"]
-    out = step(f"{member.name}'s fast tests against the installed copy", run_tests, tests)
+    # In the copy, whose packages/*/src are on no path: vq.* comes from the environment,
+    # while tests that read the repository's files (configs/, docs/) find them.
+    tests = str(member.directory.relative_to(plan.root) / "tests")
+    run_tests = [python, "-m", "pytest", tests, "-q", "-m", "not slow", "-p", "no:cacheprovider"]
+    out = step(f"{member.name}'s fast tests against the installed copy", run_tests, tree)
     print("   " + (out.strip().splitlines() or ["no output"])[-1])
     return tree, own
 
