@@ -229,7 +229,7 @@ def rehearse(plan: Plan, work: Path) -> tuple[Path, list[Path]]:
     # while tests that read the repository's files (configs/, docs/) find them.
     tests = str(member.directory.relative_to(plan.root) / "tests")
     run_tests = [python, "-m", "pytest", tests, "-q", "-m", "not slow", "-p", "no:cacheprovider"]
-    out = step(f"{member.name}'s fast tests against the installed copy", run_tests, tree)
+    out = step(f"the fast tests of {member.name} against the installed copy", run_tests, tree)
     print("   " + (out.strip().splitlines() or ["no output"])[-1])
     return tree, own
 
