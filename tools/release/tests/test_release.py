@@ -4,6 +4,7 @@ vq-core from a clean clone of this repository builds, installs and tests it (slo
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from vq_release.release import Refused, plan_release, tag_release
+from vq_release.release import Refused, dev_tools, plan_release, tag_release, with_all_extras
 from vq_release.workspace import breaking_successor, members
 
 REPO = Path(__file__).resolve().parents[3]
@@ -25,11 +26,16 @@ IDENTITY = {
 }
 
 WORKSPACE = {
-    "pyproject.toml": '[tool.uv.workspace]\nmembers = ["packages/*"]\n',
+    "pyproject.toml": (
+        '[tool.uv.workspace]\nmembers = ["packages/*"]\n'
+        "[tool.uv.sources]\nvq-core = { workspace = true }\n"
+        '[dependency-groups]\ndev = ["vq-core", "pytest>=8", "surely-not-installed>=1"]\n'
+    ),
     ".gitignore": "/dist/\n",
     "uv.lock": "version = 1\n",
     "packages/core/pyproject.toml": (
         '[project]\nname = "vq-core"\nversion = "0.1.0"\ndependencies = ["torch>=2.5"]\n'
+        '[project.optional-dependencies]\nx = ["pillow"]\n'
     ),
     "packages/core/CHANGELOG.md": "# vq-core\n\n## 0.2.0\n\n- Breaks.\n\n## 0.1.0\n\nFirst.\n",
     "packages/tokenizers/pyproject.toml": (
@@ -168,6 +174,14 @@ def test_a_compatible_release_leaves_the_dependents_ranges_alone(workspace: Path
     changelog.write_text(changelog.read_text().replace("## 0.2.0", "## 0.1.1"))
     git(workspace, "commit", "-q", "-am", "0.1.1")
     assert plan_release(workspace, "vq-core", "0.1.1").ranges == {}
+
+
+def test_the_fresh_environment_gets_every_extra_and_the_pinned_test_tools(workspace: Path) -> None:
+    wheel = workspace / "dist" / "vq_core-0.2.0-py3-none-any.whl"
+    assert with_all_extras(wheel, members(workspace)) == f"vq-core[x] @ {wheel.as_uri()}"
+    # Workspace members come as wheels; the other tools at this environment's versions.
+    pytest_version = importlib.metadata.version("pytest")
+    assert dev_tools(workspace) == [f"pytest=={pytest_version}", "surely-not-installed>=1"]
 
 
 @pytest.mark.slow
