@@ -205,7 +205,7 @@ def test_a_dry_run_of_vq_core_from_a_clean_clone_passes(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert lines[-1] == f"dry run passed: would tag vq-core-v{version} (run again with --tag)"
     assert " passed" in lines[-2] and "failed" not in lines[-2]
-    assert (
-        f"== install vq_core-{version}-py3-none-any.whl and the 0 member wheels it needs" in lines
-    )
+    wheel = f"vq_core-{version}-py3-none-any.whl"
+    assert f"   built {wheel} vq_core-{version}.tar.gz" in lines  # nothing else
+    assert f"== install {wheel} and the 0 member wheels it needs" in lines
     assert state(clone) == before  # the dry run worked on a copy

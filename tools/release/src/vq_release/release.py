@@ -182,6 +182,11 @@ def with_all_extras(wheel: Path, all_members: dict[str, Member]) -> str:
     return f"{member.name}{extras} @ {wheel.as_uri()}"
 
 
+def built_files(dist: Path) -> list[Path]:
+    """The sdists and wheels in ``dist``."""
+    return sorted(p for p in dist.iterdir() if p.name.endswith((".tar.gz", ".whl")))
+
+
 def rehearse(plan: Plan, work: Path) -> tuple[Path, list[Path]]:
     """Bump, lock, build, install and test a copy of HEAD under ``work``; returns the
     copy and the member's built sdist and wheel."""
@@ -206,12 +211,13 @@ def rehearse(plan: Plan, work: Path) -> tuple[Path, list[Path]]:
         step("lock", [uv, "lock", "--quiet"], tree)
     build = [uv, "build", "-q", "--out-dir", str(dist), "--package"]
     step(f"build {member.name} (sdist, wheel)", [*build, member.name], tree)
-    own = sorted(dist.iterdir())
+    own = built_files(dist)  # uv also writes a .gitignore there
+    print(f"   built {' '.join(p.name for p in own)}")
     wheels = []
     for name in needed(member.name, plan.all_members):
-        before = set(dist.iterdir())
+        before = built_files(dist)
         step(f"build {name} (wheel)", [*build, name, "--wheel"], tree)
-        wheels += sorted(set(dist.iterdir()) - before)
+        wheels += [p for p in built_files(dist) if p not in before]
     wheel = next(p for p in own if p.suffix == ".whl")
     step(
         "fresh virtual environment", [uv, "venv", "-q", str(venv), "--python", sys.executable], work
