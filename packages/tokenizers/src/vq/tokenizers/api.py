@@ -51,6 +51,10 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT = "vq-tokenizer"
 FORMAT_VERSION = 1
+"""The version ``save_pretrained`` writes. A change of the directory layout or of
+``config.json`` that an older reader would misread bumps it; the reader keeps accepting
+every version in ``READABLE_FORMAT_VERSIONS`` (converting old layouts where they differ)."""
+READABLE_FORMAT_VERSIONS = (1,)
 NORMALIZATION = "[-1,1]"
 """Float images are ``uint8 / 127.5 - 1``; the only normalisation our tokenizers use."""
 
@@ -67,6 +71,22 @@ def _resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
         raise UserError(f"dtype {dtype!r} is not a floating point torch dtype (e.g. 'bfloat16')")
     return resolved
+
+
+def check_format(description: dict[str, Any], config_file: Path) -> None:
+    """Refuse a ``config.json`` that is not ours or whose format version this release of
+    vq-tokenizers cannot read (a newer one: upgrade vq-tokenizers)."""
+    found, version = description.get("format"), description.get("format_version")
+    if found != FORMAT or version not in READABLE_FORMAT_VERSIONS:
+        newer = (
+            found == FORMAT and isinstance(version, int) and version > max(READABLE_FORMAT_VERSIONS)
+        )
+        raise UserError(
+            f"{config_file} is not a vq tokenizer config this vq-tokenizers reads (format "
+            f"{found!r} version {version!r}, expected {FORMAT!r} version "
+            f"{' or '.join(map(str, READABLE_FORMAT_VERSIONS))})"
+            + ("; it was written by a newer vq-tokenizers: upgrade it" if newer else "")
+        )
 
 
 class Tokenizer:
@@ -306,12 +326,7 @@ class Tokenizer:
             description = json.loads(config_file.read_text())
         except json.JSONDecodeError as error:
             raise UserError(f"{config_file} is not valid JSON: {error}") from None
-        if description.get("format") != FORMAT or description.get("format_version") != 1:
-            raise UserError(
-                f"{config_file} is not a vq tokenizer config (format "
-                f"{description.get('format')!r} version {description.get('format_version')!r},"
-                f" expected {FORMAT!r} version {FORMAT_VERSION})"
-            )
+        check_format(description, config_file)
         if description.get("normalization") != NORMALIZATION:
             raise UserError(
                 f"{config_file}: unsupported input normalization "
@@ -354,4 +369,16 @@ def check_state(expected: dict[str, Tensor], state: dict[str, Tensor], problem: 
         )
 
 
-__all__ = ["NORMALIZATION", "Tokenizer", "TokenizerKind", "check_state", "kind_names", "kind_of"]
+__all__ = [
+    "CONFIG_FILE",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "NORMALIZATION",
+    "READABLE_FORMAT_VERSIONS",
+    "WEIGHTS_FILE",
+    "Tokenizer",
+    "TokenizerKind",
+    "check_state",
+    "kind_names",
+    "kind_of",
+]
