@@ -80,7 +80,7 @@ def _fsspec() -> Any:
     except ImportError:
         raise UserError(
             "reading shards from a URL needs fsspec (and its backend, e.g. s3fs or gcsfs): "
-            "uv pip install fsspec s3fs"
+            "uv pip install 'vq-train[remote]' s3fs"
         ) from None
     return fsspec
 
