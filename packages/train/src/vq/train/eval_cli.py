@@ -62,6 +62,7 @@ from vq.train.evaluation.common import (
     load_evaluated_weights,
 )
 from vq.train.evaluation.generator_pass import GeneratorEvaluator
+from vq.train.evaluation.probe_pass import ProbeEvaluator
 from vq.train.evaluation.ten_crop import TEN_CROP_TOKENS_FILE, tokenize_ten_crop
 from vq.train.evaluation.tokenizer_pass import TokenizerEvaluator
 from vq.train.fid_command import add_inception_argument
@@ -69,6 +70,7 @@ from vq.train.fid_command import main as fid_command_main
 from vq.train.metrics import write_metrics_json
 from vq.train.trainers.ar import ARRunConfig
 from vq.train.trainers.nar import NARRunConfig
+from vq.train.trainers.probe import ProbeRunConfig
 
 # ------------------------------------------------------------------ parsers ---------
 
@@ -200,10 +202,12 @@ def _settings(args: argparse.Namespace) -> EvalSettings:
 
 def build_evaluator(
     config: Any, source: Path, settings: EvalSettings, device: torch.device
-) -> TokenizerEvaluator | GeneratorEvaluator:
-    """The evaluation of the run ``config`` describes: an AR network or a tokenizer."""
+) -> TokenizerEvaluator | GeneratorEvaluator | ProbeEvaluator:
+    """The evaluation of the run ``config`` describes: an AR network, a probe or a tokenizer."""
     if isinstance(config, ARRunConfig):
         return GeneratorEvaluator(config, settings, device)
+    if isinstance(config, ProbeRunConfig):
+        return ProbeEvaluator(config, settings, device)
     return TokenizerEvaluator(config, source, settings, device)
 
 
@@ -381,7 +385,7 @@ def run_test(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         config, device = _prepare(args, out_dir, command)
         settings = _settings(args)
-        if args.ten_crop and isinstance(config, ARRunConfig):
+        if args.ten_crop and isinstance(config, ARRunConfig | ProbeRunConfig):
             raise UserError("--ten-crop writes a tokenizer's codes: test the tokenizer run")
         evaluator = build_evaluator(config, args.config, settings, device)
         files = [*config_weights(config), *args.load_model_from]
