@@ -197,6 +197,26 @@ def test_features_are_the_tokenizers_codes_ids_and_quantizer_input(
     assert not torch.allclose(pre_quant, quantized(image))
 
 
+@pytest.mark.parametrize(
+    "demo",
+    ["vqkd_photos", "fsq_photos", pytest.param("cluster_photos", marks=pytest.mark.slow)],
+)
+def test_every_tokenizer_kind_gives_the_quantizer_input_and_its_code_vectors(demo: str) -> None:
+    # VQ-KD: the encoder output before the codebook's l2 norm; FSQ: before the rounding;
+    # Cluster: the teacher's features (the real EfficientNet-Lite0 of the demo)
+    run = load_config(REPO / "configs" / "demo" / f"{demo}.py")
+    tokenizer = run.build_tokenizer().eval()
+    image = PhotosConfig(image_size=run.image_size).build("val")[0]["image"][None]
+    ids = tokenizer.encode(image)  # (1, h, w)
+    pre_quant = FrozenFeatures(tokenizer, "pre_quant")
+    features = pre_quant(image)  # (1, D, h, w)
+    assert features.shape == (1, pre_quant.dim, *ids.shape[1:])
+    assert torch.equal(tokenizer.quantizer.indices(features), ids)
+    assert torch.equal(
+        FrozenFeatures(tokenizer, "quantized")(image), tokenizer.quantizer.codes(ids)
+    )
+
+
 # ------------------------------------------------------------------ end to end -----
 
 
