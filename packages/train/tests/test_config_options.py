@@ -26,6 +26,7 @@ FAMILY = {
     "cluster": {"num_codes", "teacher_weights"},  # a code's width is the teacher's
     "decoder": {"it_config", "it_state_dict", "discriminator_lr"},
     "ar": {"ir_config", "ir_state_dict", "it_state_dict"},
+    "probe": {"it_config", "it_state_dict", "features"},
 }
 
 

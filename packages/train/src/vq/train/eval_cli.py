@@ -62,12 +62,14 @@ from vq.train.evaluation.common import (
     load_evaluated_weights,
 )
 from vq.train.evaluation.generator_pass import GeneratorEvaluator
+from vq.train.evaluation.probe_pass import ProbeEvaluator
 from vq.train.evaluation.proposal_kinds import is_proposal_run
 from vq.train.evaluation.ten_crop import TEN_CROP_TOKENS_FILE, tokenize_ten_crop
 from vq.train.evaluation.tokenizer_pass import TokenizerEvaluator
 from vq.train.fid_command import add_inception_argument
 from vq.train.fid_command import main as fid_command_main
 from vq.train.metrics import write_metrics_json
+from vq.train.trainers.probe import ProbeRunConfig
 
 # ------------------------------------------------------------------ parsers ---------
 
@@ -199,10 +201,13 @@ def _settings(args: argparse.Namespace) -> EvalSettings:
 
 def build_evaluator(
     config: Any, source: Path, settings: EvalSettings, device: torch.device
-) -> TokenizerEvaluator | GeneratorEvaluator:
-    """The evaluation of the run ``config`` describes: an AR or NAR network, or a tokenizer."""
+) -> TokenizerEvaluator | GeneratorEvaluator | ProbeEvaluator:
+    """The evaluation of the run ``config`` describes: an AR or NAR network, a probe or a
+    tokenizer."""
     if is_proposal_run(config):
         return GeneratorEvaluator(config, settings, device)
+    if isinstance(config, ProbeRunConfig):
+        return ProbeEvaluator(config, settings, device)
     return TokenizerEvaluator(config, source, settings, device)
 
 
@@ -232,7 +237,9 @@ def _evaluable_config(args: argparse.Namespace, command: str) -> Any:
     """The run config of ``args``; refuses flags that do not apply to it, before anything
     is written."""
     config = resolve_config(args.config, args.config_options, args.override)
-    if getattr(args, "ten_crop", False) and is_proposal_run(config):
+    if getattr(args, "ten_crop", False) and (
+        is_proposal_run(config) or isinstance(config, ProbeRunConfig)
+    ):
         raise UserError(f"--ten-crop writes a tokenizer's codes: {command} the tokenizer run")
     return config
 

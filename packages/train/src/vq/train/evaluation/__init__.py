@@ -8,6 +8,7 @@
 * ``tokenizer_pass``: a tokenizer run's reconstruction, rFID, codebook and token file;
 * ``ten_crop``: LlamaGen's ten-crop codes of the train split (``test --ten-crop``);
 * ``generator_pass``: an AR run's loss, token accuracy and gFID.
+* ``probe_pass``: a classification probe's loss and top-1/top-5 accuracy.
 
 Import the submodule you need: this package imports none of them, so that ``fid`` does not
 load the generators to compute statistics.
