@@ -124,8 +124,11 @@ def sample_tokens(
     num_classes: int,
     sampling: SamplingConfig,
     generator: torch.Generator | None = None,
+    *,
+    compile: bool = False,
 ) -> Tensor:
-    """Token grids (B, h, w) for ``classes`` (B,), drawn as ``sampling`` says."""
+    """Token grids (B, h, w) for ``classes`` (B,), drawn as ``sampling`` says; ``compile``
+    runs the one-token step compiled (``vq.generators.sampling.generate``)."""
     return generate(
         network,
         classes,
@@ -137,6 +140,7 @@ def sample_tokens(
         top_k=sampling.top_k,
         top_p=sampling.top_p,
         generator=generator,
+        compile=compile,
     )
 
 
