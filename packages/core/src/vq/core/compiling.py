@@ -50,7 +50,17 @@ def inference_mode(device: torch.device) -> str | None:
     return "reduce-overhead" if device.type == "cuda" else None
 
 
-def compile_module(module: nn.Module) -> nn.Module:
-    """``module`` with its forward compiled in place (default mode); returns it."""
-    module.compile()
+def compile_module(module: nn.Module, methods: tuple[str, ...] = ("forward",)) -> nn.Module:
+    """``module`` with ``methods`` compiled in place (default mode); returns it.
+
+    ``forward`` goes through ``nn.Module.compile`` (hooks and wrappers see the module as
+    before); another method, e.g. a tokenizer's ``encode``, is replaced on the instance by
+    its compiled bound method. Parameters stay the module's own, so loading new weights
+    into it later is seen by the compiled code.
+    """
+    for name in methods:
+        if name == "forward":
+            module.compile()
+        else:
+            setattr(module, name, torch.compile(getattr(module, name)))
     return module

@@ -62,6 +62,8 @@ class EvalSettings:
     tokenize: bool = False
     """Write the val split's tokens (a token file, ``vq.train.data.token_files``)."""
     autocast: bool = False
+    compile: bool = False
+    """``--compile``: the evaluated tokenizer's forward runs through ``torch.compile``."""
     batch_size: int | None = None
     """Images per process and batch (default: the run's loader)."""
     seed: int = 0
