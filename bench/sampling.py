@@ -147,7 +147,7 @@ def measure(args: argparse.Namespace) -> _against.Metrics:
                     out[f"{tag} b{batch} ~images/s"] = batch / grid
             del model
             if args.nar:
-                for batch in args.batches:
+                for batch in args.nar_batches or args.batches:
                     nar = nar_grid_seconds(preset, dtype, batch, args, device)
                     if nar is not None:
                         out[f"{preset} {name} b{batch} NAR{args.nar_steps} ~images/s"] = batch / nar
@@ -189,6 +189,9 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time the compiled AR step")
     parser.add_argument("--nar", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--nar-steps", type=int, default=12, help="NAR decoding steps")
+    parser.add_argument(
+        "--nar-batches", nargs="+", type=int, help="batches of the NAR rows (default: --batches)"
+    )
     parser.add_argument("--repeats", type=int, default=2, help="timed runs (best kept)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     _against.add_arguments(parser)

@@ -22,6 +22,7 @@ CUDA): one graph for all 256 positions instead of 256 Python-dispatched forwards
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Literal, TypeAlias
 
@@ -171,6 +172,24 @@ def compiled_step(device: torch.device) -> Step:
     return _COMPILED_STEPS[mode]
 
 
+_GRAPH_CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def graph_cache(model: ProposalNetwork, rows: int, length: int) -> KVCache:
+    """The KV cache a CUDA-graphed step of ``model`` uses for ``rows`` x ``length``: made
+    once and reused by every later call, so the graph recorded over its addresses (marked
+    static) is replayed instead of re-recorded. Reuse is safe: a step reads only positions
+    that this call has written (``kv_cache``'s mask)."""
+    caches = _GRAPH_CACHES.setdefault(model, {})
+    probe = model.make_cache(1, 1).keys[0]  # the dtype and device the model has now
+    key = (rows, length, probe.dtype, probe.device)
+    if key not in caches:
+        caches[key] = model.make_cache(rows, length)
+        for tensor in caches[key].tensors():
+            torch._dynamo.mark_static_address(tensor)
+    return caches[key]
+
+
 @torch.no_grad()
 def generate(
     model: ProposalNetwork,
@@ -218,14 +237,13 @@ def generate(
     if prompt is not None:
         seq[:, 1 : 1 + num_prompt] = prompt.repeat(copies, 1) + layout.image_offset
     # The last token is never fed back, so positions [0, num_tokens) are all a cache holds.
-    cache = model.make_cache(copies * B, num_tokens) if use_cache else None
     step_fn: Step = one_token_step
+    if compile and classes.device.type == "cuda":
+        cache = graph_cache(model, copies * B, num_tokens)
+    else:
+        cache = model.make_cache(copies * B, num_tokens) if use_cache else None
     if compile:
-        assert cache is not None
         step_fn = compiled_step(classes.device)
-        if classes.device.type == "cuda":  # CUDA graphs update the cache in place
-            for tensor in cache.tensors():
-                torch._dynamo.mark_static_address(tensor)
     position = torch.zeros((), dtype=torch.long, device=classes.device)
 
     was_training = model.training
