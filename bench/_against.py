@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -62,6 +63,8 @@ def speedup(metric: str, ours: float, theirs: float) -> float:
 @contextlib.contextmanager
 def worktree(rev: str) -> Iterator[Path]:
     """REV checked out (detached) in a temporary directory, removed afterwards."""
+    # a terminated run (kill PID) unwinds through the finally below like Ctrl-C does
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     folder = Path(tempfile.mkdtemp(prefix="vq-bench-"))
     path = folder / "tree"
     subprocess.run(

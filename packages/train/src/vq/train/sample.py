@@ -13,6 +13,11 @@ decoding steps and choice temperature too), which the flags override.
 Classes: ``--classes 3 7`` lists them, ``--num-classes K`` takes 0..K-1 (default: all classes
 of the config); each gets ``--per-class N`` images (default 1).
 
+Precision and speed: ``--dtype`` stores the network's weights (and its KV cache) in fp32,
+bf16 or fp16 (a decoding step reads every weight once); logits, guidance and the draw stay
+fp32. ``--tokenizer-dtype`` does the same for the decoding tokenizer. ``--compile`` compiles
+the AR one-token step over the static cache, or the NAR network (``vq.core.compiling``).
+
 Products, under ``WORK_DIRS/NAME/``:
 
 * ``samples/<class>_<i>.png``: one PNG per image, ``i`` counting the images of that class;
