@@ -7,6 +7,10 @@ peak allocated memory on CUDA. Time is the median of ``--repeats`` runs after on
 
     uv run python bench/quantizers.py                     # CPU, the two reference shapes
     uv run python bench/quantizers.py --device cuda --repeats 10
+    uv run python bench/quantizers.py --against fc5df97   # our search here and in a revision
+
+With ``--against REV`` only our chunked search is measured, in this tree and in REV's
+(``bench/_against.py``: alternating fresh processes, medians), as ``<case> search s``.
 """
 
 from __future__ import annotations
@@ -19,11 +23,15 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from vq.tokenizers.quantizers import nearest_codes
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ when imported by path
+import _against
 
 # The codebooks the reference trains: VQ-KD (cosine, 32-d) and VQGAN (L2, 256-d).
 CASES = {"cosine-32": ("cosine", 32), "l2-256": ("l2", 256)}
@@ -107,6 +115,11 @@ def run_isolated(args: argparse.Namespace, case: str, method: str) -> Measuremen
     return result
 
 
+def against_metrics(args: argparse.Namespace) -> _against.Metrics:
+    """Seconds of our chunked search per case (what ``--against`` compares)."""
+    return {f"{case} search s": run_isolated(args, case, "chunked").seconds for case in args.cases}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default: cpu)")
@@ -116,7 +129,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs after a warm-up")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    _against.add_arguments(parser)
     args = parser.parse_args()
+    if args.against is not None or args.worker_json is not None:
+        _against.main(args, __file__, against_metrics, lambda metrics: None)
+        return
 
     print(
         f"N={args.rows} K={args.codes} device={args.device} chunk_rows={args.chunk_rows} "

@@ -1,8 +1,10 @@
-"""Seconds per full VQGAN training iteration (generator + discriminator step) on CPU, and
-the share of it spent in LPIPS and in the discriminator.
+"""VQGAN 8192_dd2 training and inference speed: seconds per full training iteration
+(generator + discriminator step) in fp32 and with ``--autocast``, and encode / decode
+images/s of its tokenizer.
 
-    uv run python bench/train_step.py                       # batch 1 and 2, 2 timed steps each
-    uv run python bench/train_step.py --batch-sizes 1 --steps 3 --threads 2
+    uv run python bench/train_step.py                                   # batch 1, CPU
+    uv run python bench/train_step.py --against fc5df97 --rounds 3      # ratios against a rev
+    uv run python bench/train_step.py --device cuda --batch-sizes 8 --compile
 
 The trainer is the one of ``configs/vqgan/8192_dd2_aglwg075_imagenet_ddp.py`` (taming f16,
 8192 x 256 codes, PatchGAN depth 2, L1 + LPIPS + adaptive hinge GAN), at 256 px, with the
@@ -10,25 +12,24 @@ discriminator on from the first iteration. LPIPS gets random VGG16 / lin weights
 temporary folder (the cost does not depend on the values), and the images are 256 px crops
 of the embedded photos, so nothing needs downloading.
 
-Each part is timed on its own, with the same tensors a training step uses:
-
-* ``step``: ``VQGANTrainer.step``, i.e. ``GANStep.step`` (one autoencoder forward, generator backward and Adam step,
-  discriminator step), the median over ``--steps`` iterations after one warm-up;
-* ``lpips``: LPIPS forward + backward to the reconstruction (what the generator step pays);
-* ``disc``: the generator's GAN term (frozen discriminator forward + backward to the
-  reconstruction) plus the whole discriminator step (real and fake forwards, backward, Adam);
-* ``rest``: ``step - lpips - disc``: encoder, quantizer, decoder, their backward, the
-  adaptive weight and the generator's Adam step.
+Per batch size: ``VQGANTrainer.step`` (one autoencoder forward, generator backward and Adam
+step, discriminator step), median over ``--steps`` iterations after one warm-up, in fp32
+and under autocast (bf16 where the device has it); ``--channels-last`` adds the fp32 step
+with the autoencoder, the discriminator and the LPIPS trunk in channels_last memory format
+(inputs too); ``--compile`` the step with ``--compile``'s compiled models (this tree only).
+Encode and decode run under ``no_grad`` in eval mode.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -37,10 +38,12 @@ from vq.core.loop import Run
 from vq.core.parallel import unwrap
 from vq.tokenizers.losses.vgg16 import TAP_CHANNELS, VGG16Features
 from vq.train.data import PhotosConfig, collate
-from vq.train.gan_step import frozen
-from vq.train.trainers.vqgan import VQGANRunConfig, VQGANTrainer
+from vq.train.trainers.vqgan import VQGANTrainer
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs/vqgan/8192_dd2_aglwg075_imagenet_ddp.py"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ when imported by path
+import _against
+
+CONFIG = "configs/vqgan/8192_dd2_aglwg075_imagenet_ddp.py"
 
 
 def random_lpips_files(folder: Path) -> dict[str, Path]:
@@ -56,8 +59,8 @@ def random_lpips_files(folder: Path) -> dict[str, Path]:
     return {"vgg_path": folder / "vgg16.pth", "lin_path": folder / "vgg_lin.pth"}
 
 
-def bench_config(lpips_files: dict[str, Path], batch_size: int) -> VQGANRunConfig:
-    config = load_config(CONFIG, {"batch_size": batch_size, "workers": 0})
+def bench_config(lpips_files: dict[str, Path], batch_size: int) -> Any:
+    config = load_config(_against.tree() / CONFIG, {"batch_size": batch_size, "workers": 0})
     rec = config.reconstruction
     return config.model_copy(
         update={
@@ -69,84 +72,117 @@ def bench_config(lpips_files: dict[str, Path], batch_size: int) -> VQGANRunConfi
     )
 
 
-def median_seconds(function: Callable[[], object], repeats: int) -> float:
-    function()  # warm-up
+def median_seconds(function: Callable[[], object], repeats: int, device: torch.device) -> float:
+    function()  # warm-up (and compilation)
     times = []
     for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         start = time.perf_counter()
         function()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
-def measure(
-    lpips_files: dict[str, Path], batch_size: int, steps: int, work: Path
-) -> dict[str, float]:
+def channels_last(trainer: Any) -> None:
+    """The autoencoder, the discriminator and the LPIPS trunk in channels_last."""
+    modules = [unwrap(trainer.model)]
+    for owner in (trainer, getattr(trainer, "gan", None)):
+        for name in ("discriminator", "reconstruction_loss"):
+            if owner is not None and hasattr(owner, name):
+                modules.append(unwrap(getattr(owner, name)))
+    for module in modules:
+        module.to(memory_format=torch.channels_last)
+
+
+def step_seconds(
+    files: dict[str, Path], batch_size: int, args: argparse.Namespace, work: Path, **mode: bool
+) -> tuple[float, Any, dict[str, Any]]:
+    """Median seconds of a full training iteration; also the trainer and its batch."""
     torch.manual_seed(0)
-    config = bench_config(lpips_files, batch_size)
-    run = Run(config=config, work_dir=work, device=torch.device("cpu"), seed=0)
+    device = torch.device(args.device)
+    config = bench_config(files, batch_size)
+    run_flags = {"autocast_enabled": mode.get("autocast", False)}
+    if mode.get("compile"):
+        run_flags["compile_enabled"] = True
+    run = Run(config=config, work_dir=work, device=device, seed=0, **run_flags)
     trainer = VQGANTrainer(config, run)
     batch = collate([trainer.dataset[i] for i in range(batch_size)])
-    image = batch["image"]  # (B, 3, 256, 256)
+    batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    if mode.get("channels_last"):
+        channels_last(trainer)
+        batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
     iteration = iter(range(1, 10_000))
+    step = median_seconds(lambda: trainer.step(batch, next(iteration)), args.steps, device)
+    return step, trainer, batch
 
-    step = median_seconds(lambda: trainer.step(batch, next(iteration)), steps)
 
-    with torch.no_grad():
-        fake = unwrap(trainer.model)(image).reconstruction  # (B, 3, 256, 256)
-    lpips = trainer.gan.reconstruction_loss.lpips
+@torch.no_grad()
+def coding_seconds(
+    tokenizer: torch.nn.Module, image: torch.Tensor, steps: int, device: torch.device
+) -> tuple[float, float]:
+    """Median seconds to encode ``image`` (B, 3, 256, 256) and to decode its codes."""
+    tokenizer.eval()
+    codes = tokenizer.encode(image)  # (B, 16, 16)
+    encode = median_seconds(lambda: tokenizer.encode(image), steps, device)
+    return encode, median_seconds(lambda: tokenizer.decode(codes), steps, device)
 
-    def lpips_pass() -> None:
-        reconstruction = fake.clone().requires_grad_(True)
-        lpips(reconstruction, image).mean().backward()
 
-    def discriminator_pass() -> None:
-        reconstruction = fake.clone().requires_grad_(True)
-        raw = unwrap(trainer.gan.discriminator)
-        with frozen(raw):
-            (-raw(reconstruction).mean()).backward()
-        trainer.gan.discriminator_step(image, fake, next(iteration))
+def measure(args: argparse.Namespace) -> _against.Metrics:
+    out: _against.Metrics = {}
+    device = torch.device(args.device)
+    can_compile = "compile_enabled" in Run.__dataclass_fields__
+    with tempfile.TemporaryDirectory() as tmp:
+        files = random_lpips_files(Path(tmp))
+        for b in args.batch_sizes:
+            work = Path(tmp) / "work"
+            step, trainer, batch = step_seconds(files, b, args, work)
+            out[f"vqgan b{b} fp32 s/iter"] = step
+            enc, dec = coding_seconds(unwrap(trainer.model), batch["image"], args.steps, device)
+            out[f"encode b{b} fp32 images/s"] = b / enc
+            out[f"decode b{b} fp32 images/s"] = b / dec
+            del trainer
+            out[f"vqgan b{b} autocast s/iter"] = step_seconds(files, b, args, work, autocast=True)[
+                0
+            ]
+            if args.channels_last:
+                cl = step_seconds(files, b, args, work, channels_last=True)[0]
+                out[f"vqgan b{b} fp32 channels_last s/iter"] = cl
+            if args.compile and can_compile:
+                for autocast in (False, True):
+                    tag = "autocast" if autocast else "fp32"
+                    t = step_seconds(files, b, args, work, autocast=autocast, compile=True)[0]
+                    out[f"vqgan b{b} {tag}+compile s/iter"] = t
+    return out
 
-    return {
-        "step": step,
-        "lpips": median_seconds(lpips_pass, steps),
-        "disc": median_seconds(discriminator_pass, steps),
-    }
+
+def report(metrics: _against.Metrics) -> None:
+    print("\nthis tree: autocast, channels_last and compile over fp32 (speed-up)")
+    for key, value in metrics.items():
+        if key.endswith("fp32 s/iter"):
+            base = key.removesuffix(" fp32 s/iter")
+            for other in ("autocast", "fp32 channels_last", "fp32+compile", "autocast+compile"):
+                if f"{base} {other} s/iter" in metrics:
+                    ratio = value / metrics[f"{base} {other} s/iter"]
+                    print(f"  {base} {other}: {ratio:.2f}x")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1])
     parser.add_argument("--steps", type=int, default=2, help="timed repeats after a warm-up")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument("--channels-last", action="store_true", help="also time channels_last")
+    parser.add_argument("--compile", action="store_true", help="also time --compile")
+    _against.add_arguments(parser)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        files = random_lpips_files(Path(tmp))
-        for batch_size in args.batch_sizes:
-            rows.append((batch_size, measure(files, batch_size, args.steps, Path(tmp) / "work")))
-
-    print(f"VQGAN 8192_dd2_aglwg075 train step, 256 px, CPU, {args.threads} thread(s)")
-    print(
-        f"{'batch':>5} {'s/iter':>8} {'lpips s':>8} {'lpips %':>8} {'disc s':>8} {'disc %':>7} {'rest s':>8} {'rest %':>7}"
-    )
-    for batch_size, t in rows:
-        rest = t["step"] - t["lpips"] - t["disc"]
-        share = {
-            k: 100 * v / t["step"]
-            for k, v in (("lpips", t["lpips"]), ("disc", t["disc"]), ("rest", rest))
-        }
-        print(
-            f"{batch_size:>5} {t['step']:>8.2f} {t['lpips']:>8.2f} {share['lpips']:>7.1f}% "
-            f"{t['disc']:>8.2f} {share['disc']:>6.1f}% {rest:>8.2f} {share['rest']:>6.1f}%"
-        )
-    if len(rows) > 1:
-        (b0, t0), (b1, t1) = rows[0], rows[-1]
-        print(
-            f"time per image, batch {b1} vs batch {b0}: {t1['step'] / b1 / (t0['step'] / b0):.2f}x"
-        )
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"VQGAN 8192_dd2_aglwg075, 256 px, {args.device}, {torch.get_num_threads()} threads")
+    _against.main(args, __file__, measure, report)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from vq.core.checkpoint import (
     TrainingState,
     latest_checkpoint,
 )
+from vq.core.compiling import compile_module
 from vq.core.config import Config
 from vq.core.configfile import fingerprint
 from vq.core.data import LoaderConfig, build_loader, per_rank_batch_size
@@ -115,6 +116,8 @@ class Run:
     device: torch.device
     seed: int
     autocast_enabled: bool = False
+    compile_enabled: bool = False
+    """``--compile``: ``prepare`` compiles each model's forward (``vq.core.compiling``)."""
     load_model_from: list[Path] = field(default_factory=list)
     resume_from: Path | None = None
     state: TrainingState = field(default_factory=TrainingState)
@@ -130,11 +133,15 @@ class Run:
 
         ``exclude`` names frozen sub-modules (prefixes of state-dict keys) that checkpoints
         leave out; they must come from ``--load-model-from`` or their own pretrained files.
+        With ``--compile`` the forward is compiled in place before wrapping (state-dict keys
+        unchanged, so checkpoints are the same with and without it).
         """
         module.to(self.device)
         if load and name == "model" and self.load_model_from:
             report = load_weights(module, self.load_model_from)
             LOGGER.info("--load-model-from into %s: %s", name, report.summary())
+        if self.compile_enabled:
+            compile_module(module)
         dtype = amp.autocast_dtype(self.device) if self.autocast_enabled else None
         wrapped = wrap(module, self.config.strategy, self.device, param_dtype=dtype)
         self.state.modules[name] = Tracked(wrapped, tuple(exclude))

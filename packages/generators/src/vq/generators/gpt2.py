@@ -69,7 +69,7 @@ class Attention(nn.Module):
         self.c_proj = nn.Linear(cfg.width, cfg.width)
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: Tensor, cache: KVCache | None, start: int) -> Tensor:
+    def forward(self, x: Tensor, cache: KVCache | None, start: int | Tensor) -> Tensor:
         B, T, C = x.shape
         q, k, v = (
             t.view(B, T, self.heads, C // self.heads).transpose(1, 2)  # (B, heads, T, D)
@@ -99,7 +99,7 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.width, eps=cfg.norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: Tensor, cache: KVCache | None, start: int) -> Tensor:
+    def forward(self, x: Tensor, cache: KVCache | None, start: int | Tensor) -> Tensor:
         x = x + self.attn(self.ln_1(x), cache, start)
         return x + self.mlp(self.ln_2(x))
 
@@ -174,11 +174,13 @@ class GPT2(nn.Module):
             dtype=dtype,
         )
 
-    def forward(self, tokens: Tensor, cache: KVCache | None = None, start: int = 0) -> Tensor:
+    def forward(
+        self, tokens: Tensor, cache: KVCache | None = None, start: int | Tensor = 0
+    ) -> Tensor:
         T = tokens.shape[1]
-        if start + T > self.max_seq_len:
+        if not isinstance(start, Tensor) and start + T > self.max_seq_len:
             raise ValueError(f"position {start + T - 1} exceeds max_seq_len {self.max_seq_len}")
-        positions = torch.arange(start, start + T, device=tokens.device)  # (T,)
+        positions = start + torch.arange(T, device=tokens.device)  # (T,)
         x = self.transformer.wte(tokens) + self.transformer.wpe(positions)  # (B, T, C)
         x = self.transformer.drop(x)
         for block in self.transformer.h:

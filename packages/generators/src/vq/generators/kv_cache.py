@@ -5,6 +5,12 @@ before the first step. A step writes its new keys and values in place at positio
 ``[start, start + T)`` and attends over the written prefix ``[0, start + T)``: no tensor
 is concatenated or re-allocated while sampling, so memory is known up front and the
 per-step cost does not grow with reallocation (it grows only with the attended length).
+
+``start`` is a Python int (the eager sampler) or a 0-d long tensor (the compiled one-token
+step of ``vq.generators.sampling``). With a tensor position every step has the same shapes:
+the new keys are written with ``index_copy_`` and the queries attend over all ``max_len``
+positions with a mask hiding those not written yet, so one compiled graph (one CUDA graph)
+serves every position.
 """
 
 from __future__ import annotations
@@ -61,12 +67,25 @@ class KVCache:
     def batch_size(self) -> int:
         return self.keys[0].shape[0]
 
-    def update(self, layer: int, start: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    def tensors(self) -> list[Tensor]:
+        """Every key and value tensor (to mark them as static addresses for CUDA graphs)."""
+        return [*self.keys, *self.values]
+
+    def update(
+        self, layer: int, start: int | Tensor, k: Tensor, v: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Write ``k``, ``v`` (B, heads, T, head_dim) at ``start``; return the prefix views.
 
         The returned tensors are views (B, heads, start + T, head_dim) of the cache, so the
-        attention that follows reads every key written so far without copying it.
+        attention that follows reads every key written so far without copying it. With a
+        tensor ``start`` they are the whole cache (B, heads, max_len, head_dim): the caller
+        masks the positions not written yet (``causal_attention``).
         """
+        if isinstance(start, Tensor):
+            positions = start + torch.arange(k.shape[2], device=k.device)  # (T,)
+            self.keys[layer].index_copy_(2, positions, k)
+            self.values[layer].index_copy_(2, positions, v)
+            return self.keys[layer], self.values[layer]
         end = start + k.shape[2]
         if end > self.max_len:
             raise ValueError(f"KV cache holds {self.max_len} positions, step needs {end}")
@@ -83,7 +102,7 @@ def causal_attention(
     *,
     layer: int,
     cache: KVCache | None,
-    start: int,
+    start: int | Tensor,
     dropout_p: float = 0.0,
 ) -> Tensor:
     """Causal self-attention of T new queries at positions [start, start + T).
@@ -94,15 +113,20 @@ def causal_attention(
     * no cache, or a cache prefilled from position 0: plain causal attention (T == S);
     * one new query: it sees every key written so far, no mask is needed;
     * several queries after a cached prefix: query i sees keys [0, start + i], an explicit
-      mask (SDPA's ``is_causal`` aligns the triangle to the top left, which is wrong here).
+      mask (SDPA's ``is_causal`` aligns the triangle to the top left, which is wrong here);
+    * a tensor ``start`` (fixed shapes): the same mask over the whole cache.
 
     Returns (B, heads, T, head_dim).
     """
     if cache is not None:
         k, v = cache.update(layer, start, k, v)  # (B, heads, S, head_dim), S = start + T
-    elif start != 0:
+    elif isinstance(start, Tensor) or start != 0:
         raise ValueError("start > 0 needs a KV cache holding the earlier positions")
     T, S = q.shape[2], k.shape[2]
+    if isinstance(start, Tensor):
+        rows = start + torch.arange(T, device=q.device)[:, None]  # (T, 1) query positions
+        cols = torch.arange(S, device=q.device)[None, :]  # (1, max_len) key positions
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=cols <= rows, dropout_p=dropout_p)
     if T == S:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
     if T == 1:

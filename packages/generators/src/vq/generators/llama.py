@@ -111,7 +111,7 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(cfg.width, cfg.width, bias=False)
 
     def forward(
-        self, x: Tensor, rope: RotaryEmbedding, cache: KVCache | None, start: int
+        self, x: Tensor, rope: RotaryEmbedding, cache: KVCache | None, start: int | Tensor
     ) -> Tensor:
         B, T, C = x.shape
         q, k, v = (
@@ -144,7 +144,7 @@ class Block(nn.Module):
         self.mlp = SwiGLU(cfg.width, cfg.ffn_hidden)
 
     def forward(
-        self, x: Tensor, rope: RotaryEmbedding, cache: KVCache | None, start: int
+        self, x: Tensor, rope: RotaryEmbedding, cache: KVCache | None, start: int | Tensor
     ) -> Tensor:
         x = x + self.self_attn(self.input_layernorm(x), rope, cache, start)
         return x + self.mlp(self.post_attention_layernorm(x))
@@ -191,7 +191,9 @@ class Llama(nn.Module):
             dtype=dtype,
         )
 
-    def forward(self, tokens: Tensor, cache: KVCache | None = None, start: int = 0) -> Tensor:
+    def forward(
+        self, tokens: Tensor, cache: KVCache | None = None, start: int | Tensor = 0
+    ) -> Tensor:
         x = self.embed_tokens(tokens)  # (B, T, C)
         for block in self.layers:
             x = block(x, self.rope, cache, start)

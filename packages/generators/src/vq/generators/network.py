@@ -25,8 +25,11 @@ class ProposalNetwork(Protocol):
 
     def eval(self) -> Any: ...
 
-    def __call__(self, tokens: Tensor, cache: KVCache | None = None, start: int = 0) -> Tensor:
-        """tokens (B, T) at positions [start, start + T) -> logits (B, T, vocab_size)."""
+    def __call__(
+        self, tokens: Tensor, cache: KVCache | None = None, start: int | Tensor = 0
+    ) -> Tensor:
+        """tokens (B, T) at positions [start, start + T) -> logits (B, T, vocab_size);
+        a 0-d tensor ``start`` keeps shapes fixed for the compiled step (``kv_cache``)."""
         ...
 
     def make_cache(

@@ -78,8 +78,14 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("cos", torch.cat((cos, cos), dim=-1), persistent=False)  # (S, D)
         self.register_buffer("sin", torch.cat((sin, sin), dim=-1), persistent=False)
 
-    def forward(self, q: Tensor, k: Tensor, start: int) -> tuple[Tensor, Tensor]:
-        """Rotate q, k (B, heads, T, head_dim) by the angles of positions [start, start + T)."""
+    def forward(self, q: Tensor, k: Tensor, start: int | Tensor) -> tuple[Tensor, Tensor]:
+        """Rotate q, k (B, heads, T, head_dim) by the angles of positions [start, start + T);
+        a 0-d tensor ``start`` (the compiled step) gathers the rows without a host read."""
+        if isinstance(start, Tensor):
+            positions = start + torch.arange(q.shape[2], device=q.device)  # (T,)
+            cos = self.cos.index_select(0, positions).to(q.dtype)  # (T, D)
+            sin = self.sin.index_select(0, positions).to(q.dtype)
+            return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
         end = start + q.shape[2]
         if end > self.cos.shape[0]:
             raise ValueError(f"position {end - 1} exceeds max_seq_len {self.cos.shape[0]}")

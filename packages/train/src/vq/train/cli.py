@@ -19,6 +19,7 @@ from typing import Any
 
 from vq.core import distributed, launch, runlock
 from vq.core.checkpoint import CheckpointError, consolidate
+from vq.core.compiling import check_compile
 from vq.core.config import Config
 from vq.core.configfile import apply_overrides, dump_config, load_config, parse_assignments
 from vq.core.errors import EXIT_USER_ERROR, UserError
@@ -68,6 +69,12 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run forward passes in bf16 (fp16 + grad scaler where bf16 is missing); "
         "quantizer distances, codebook updates and losses stay fp32",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the forward of every model (not the loop); needs a C++ compiler "
+        "on CPU, triton on CUDA",
     )
 
 
@@ -161,6 +168,8 @@ def claim_run(
 
 def run_train(args: argparse.Namespace, argv: list[str]) -> int:
     config = resolve_config(args.config, args.config_options, args.override)
+    if args.compile:
+        check_compile()
     device = launch.init_process_group()
     with contextlib.ExitStack() as stack:
         stack.callback(launch.destroy_process_group)
@@ -174,11 +183,12 @@ def run_train(args: argparse.Namespace, argv: list[str]) -> int:
         header = f"command\n{command}\nresolved config ({args.config})\n{config.model_dump_json(indent=2)}"
         setup_logging(work_dir, header)
         LOGGER.info(
-            "run %s: %d process(es) on %s, autocast %s",
+            "run %s: %d process(es) on %s, autocast %s, compile %s",
             args.name,
             distributed.world_size(),
             device,
             "on" if args.autocast else "off",
+            "on" if args.compile else "off",
         )
         seed_everything(rank_seed(args.seed, distributed.rank()))
         run = Run(
@@ -187,6 +197,7 @@ def run_train(args: argparse.Namespace, argv: list[str]) -> int:
             device=device,
             seed=args.seed,
             autocast_enabled=args.autocast,
+            compile_enabled=args.compile,
             load_model_from=list(args.load_model_from),
             resume_from=resume_from,
         )
@@ -221,6 +232,8 @@ def train_main(argv: list[str] | None = None) -> int:
 
 def _validate_only(args: argparse.Namespace) -> int:
     config = resolve_config(args.config, args.config_options, args.override)
+    if args.compile:
+        check_compile()
     work_dir = work_dir_of(args.name, args.work_dirs)
     resume_from = resolve_resume(work_dir, args.load_from, args.auto_resume)
     check_launch(config, work_dir, resume_from, list(args.load_model_from))

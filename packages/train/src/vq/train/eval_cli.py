@@ -43,6 +43,7 @@ import torch
 
 from vq.core import distributed, launch
 from vq.core.checkpoint import complete_checkpoints, consolidate, iteration_of
+from vq.core.compiling import check_compile
 from vq.core.errors import UserError
 from vq.core.logging import LOGGER, TensorBoard, setup_logging
 from vq.train.cli import (
@@ -193,6 +194,7 @@ def _settings(args: argparse.Namespace) -> EvalSettings:
         visual=args.visual,
         tokenize=args.tokenize,
         autocast=args.autocast,
+        compile=args.compile,
         batch_size=args.batch_size,
         seed=args.seed,
         guidance=tuple(args.guidance) if args.guidance else None,
@@ -246,6 +248,8 @@ def _evaluable_config(args: argparse.Namespace, command: str) -> Any:
 
 def _prepare(args: argparse.Namespace, out_dir: Path, command: str) -> tuple[Any, torch.device]:
     config = _evaluable_config(args, command.split(" ", 1)[0])
+    if args.compile:
+        check_compile()
     device = launch.init_process_group()
     header = f"command\n{command}"
     if distributed.is_main():

@@ -13,6 +13,11 @@ decoding steps and choice temperature too), which the flags override.
 Classes: ``--classes 3 7`` lists them, ``--num-classes K`` takes 0..K-1 (default: all classes
 of the config); each gets ``--per-class N`` images (default 1).
 
+Precision and speed: ``--dtype`` stores the network's weights (and its KV cache) in fp32,
+bf16 or fp16 (a decoding step reads every weight once); logits, guidance and the draw stay
+fp32. ``--tokenizer-dtype`` does the same for the decoding tokenizer. ``--compile`` compiles
+the AR one-token step over the static cache, or the NAR network (``vq.core.compiling``).
+
 Products, under ``WORK_DIRS/NAME/``:
 
 * ``samples/<class>_<i>.png``: one PNG per image, ``i`` counting the images of that class;
@@ -46,6 +51,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from vq.core import amp, distributed, launch
+from vq.core.compiling import check_compile, inference_mode
 from vq.core.configfile import describe_validation_error
 from vq.core.errors import EXIT_USER_ERROR, UserError
 from vq.core.logging import LOGGER, progress, save_png, setup_logging
@@ -60,6 +66,8 @@ from vq.train.trainers.nar import NARRunConfig, build_masked, decode_tokens
 
 # classes (B,), sampling, generator -> token grids (B, h, w)
 Draw = Callable[[Tensor, SamplingConfig, torch.Generator], Tensor]
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +105,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward batch")
     parser.add_argument(
         "--autocast", action="store_true", help="run the network and decoder in bf16"
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=sorted(DTYPES),
+        default="fp32",
+        help="dtype the network's weights are stored and run in (decoding is bound by "
+        "reading them); logits, guidance and sampling stay fp32 (default fp32)",
+    )
+    parser.add_argument(
+        "--tokenizer-dtype",
+        choices=sorted(DTYPES),
+        default="fp32",
+        help="dtype of the tokenizer/pixel decoder's weights (default fp32)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the one-token decoding step over the static KV cache (AR) or "
+        "the network (NAR); CUDA graphs on CUDA",
     )
     parser.add_argument(
         "--config-options",
@@ -176,6 +203,8 @@ def sampling_of(args: argparse.Namespace, config: ProposalRunConfig) -> Sampling
 def prepare(args: argparse.Namespace) -> tuple[ProposalRunConfig, SamplingConfig, list]:
     """Everything that can be checked before starting processes or loading weights."""
     config = resolve_config(args.config, args.config_options, args.override)
+    if args.compile:
+        check_compile()
     if not isinstance(config, ARRunConfig | NARRunConfig):
         raise UserError(f"{args.config} is a {config.trainer!r} run, not an AR or NAR run")
     if config.tokenizer is None:
@@ -197,15 +226,18 @@ def prepare(args: argparse.Namespace) -> tuple[ProposalRunConfig, SamplingConfig
 # ------------------------------------------------------------------ sampling --------
 
 
-def network_and_draw(config: ProposalRunConfig, space: TokenSpace) -> tuple[nn.Module, Draw]:
-    """The run's untrained network and the function that draws token grids with it."""
+def network_and_draw(
+    config: ProposalRunConfig, space: TokenSpace, compile: bool = False
+) -> tuple[nn.Module, Draw]:
+    """The run's untrained network and the function that draws token grids with it;
+    ``compile`` compiles the AR one-token step (the NAR network is compiled by the caller)."""
     if isinstance(config, NARRunConfig):
         masked = build_masked(config, space)
         return masked, lambda classes, sampling, g: decode_tokens(masked, classes, sampling, g)
     assert isinstance(config, ARRunConfig)
     network = build_network(config, space, pretrained=False)
     return network, lambda classes, sampling, g: sample_tokens(
-        network, classes, space, config.num_classes, sampling, g
+        network, classes, space, config.num_classes, sampling, g, compile=compile
     )
 
 
@@ -223,16 +255,18 @@ def run_sample(args: argparse.Namespace) -> int:
 
         assert config.tokenizer is not None
         tokenizer = load_frozen_tokenizer(config.tokenizer.config, config.tokenizer.state_dicts)
-        tokenizer.to(device)
+        tokenizer.to(device, DTYPES[args.tokenizer_dtype])
         space = token_space(config, tokenizer)
-        network, draw = network_and_draw(config, space)
+        network, draw = network_and_draw(config, space, args.compile)
         report = load_weights(network, args.load_model_from)
         if report.missing or report.mismatched:
             raise UserError(
                 f"{' '.join(map(str, args.load_model_from))} does not fit the network of "
                 f"{args.config}: {report.summary()}"
             )
-        network.to(device).eval()
+        network.to(device, DTYPES[args.dtype]).eval()
+        if args.compile and isinstance(config, NARRunConfig):  # fixed shapes: (B, h*w)
+            network.compile(mode=inference_mode(device))
         LOGGER.info(
             "sampling %d images of %d classes (%s) on %d process(es)",
             len(todo),
@@ -249,7 +283,7 @@ def run_sample(args: argparse.Namespace) -> int:
             with amp.autocast(device, args.autocast):
                 generator = seeded_generator(device, args.seed, b)
                 tokens = draw(classes, sampling, generator)  # (B, h, w)
-                images = tokenizer.decode(tokens)  # (B, 3, H, W)
+                images = tokenizer.decode(tokens).float()  # (B, 3, H, W)
             pixels = to_uint8(images).permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
             for (c, i), image in zip(batches[b], pixels):
                 save_png(image, out / f"{c}_{i}.png")

@@ -62,6 +62,9 @@ class EvalSettings:
     tokenize: bool = False
     """Write the val split's tokens (a token file, ``vq.train.data.token_files``)."""
     autocast: bool = False
+    compile: bool = False
+    """``--compile``: ``torch.compile`` the evaluated tokenizer's forward passes, the AR
+    one-token step or the NAR network."""
     batch_size: int | None = None
     """Images per process and batch (default: the run's loader)."""
     seed: int = 0

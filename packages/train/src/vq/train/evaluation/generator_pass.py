@@ -110,7 +110,7 @@ class GeneratorEvaluator:
     def __init__(
         self, config: ProposalRunConfig, settings: EvalSettings, device: torch.device
     ) -> None:
-        self.kind: ProposalKind = proposal_kind(config)
+        self.kind: ProposalKind = proposal_kind(config, settings.compile)
         if settings.tokenize:
             raise UserError(
                 "--tokenize writes a tokenizer's codes: run val/test on the tokenizer run "
@@ -133,7 +133,7 @@ class GeneratorEvaluator:
                 f"val images of {self.data.image_size} px make {grid} token grids, the "
                 f"network models {self.space.grid} grids"
             )
-        self.module: nn.Module = self.kind.build(config, self.space).to(device).eval()
+        self.module: nn.Module = self.kind.build(config, self.space, device)
         self.can_decode = has_pixels(self.tokenizer)
         nothing = (
             f"nothing to generate (give the {self.kind.label} run a pixel-decoder run as ir_config)"

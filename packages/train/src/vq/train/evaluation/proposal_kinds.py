@@ -22,11 +22,13 @@ the number of processes. Both kinds use the true class of each image.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
+from vq.core.compiling import inference_mode
 from vq.generators import (
     Generators,
     masked_token_accuracy,
@@ -46,9 +48,12 @@ class ProposalKind(Protocol):
     """How messages name a run of this kind: ``AR`` or ``NAR``."""
     prediction_metrics: tuple[str, ...]
     """Per-image numbers of ``predictions``, averaged over the val split."""
+    compile: bool
+    """``--compile``: AR runs compile the one-token step, NAR runs the network."""
 
-    def build(self, config: Any, space: TokenSpace) -> nn.Module:
-        """The untrained network; checkpoints' weights are loaded into it."""
+    def build(self, config: Any, space: TokenSpace, device: torch.device) -> nn.Module:
+        """The untrained network on ``device`` in eval mode; checkpoints' weights are loaded
+        into it."""
         ...
 
     def predictions(
@@ -86,12 +91,14 @@ def _filters(config: ProposalRunConfig) -> dict[str, Any]:
     return {"temperature": sampling.temperature, "top_k": sampling.top_k, "top_p": sampling.top_p}
 
 
+@dataclass(frozen=True)
 class AutoregressiveKind:
+    compile: bool = False
     label = "AR"
     prediction_metrics = ("loss", "accuracy", "top1_accuracy")
 
-    def build(self, config: ARRunConfig, space: TokenSpace) -> nn.Module:
-        return build_network(config, space, pretrained=False)
+    def build(self, config: ARRunConfig, space: TokenSpace, device: torch.device) -> nn.Module:
+        return build_network(config, space, pretrained=False).to(device).eval()
 
     def predictions(
         self,
@@ -123,18 +130,25 @@ class AutoregressiveKind:
         generators: Generators,
     ) -> Tensor:
         sampling = config.sampling.model_copy(update={"guidance_scale": scale})
-        return sample_tokens(network, classes, space, config.num_classes, sampling, generators)
+        return sample_tokens(
+            network, classes, space, config.num_classes, sampling, generators, compile=self.compile
+        )
 
     def sampling_record(self, config: ARRunConfig) -> dict[str, Any]:
         return _filters(config)
 
 
+@dataclass(frozen=True)
 class MaskedKind:
+    compile: bool = False
     label = "NAR"
     prediction_metrics = ("loss", "masked_accuracy")
 
-    def build(self, config: NARRunConfig, space: TokenSpace) -> nn.Module:
-        return build_masked(config, space)
+    def build(self, config: NARRunConfig, space: TokenSpace, device: torch.device) -> nn.Module:
+        network = build_masked(config, space).to(device).eval()
+        if self.compile:  # every call has the shapes (B, h*w); in place, keys unchanged
+            network.compile(mode=inference_mode(device))
+        return network
 
     def predictions(
         self,
@@ -175,12 +189,12 @@ class MaskedKind:
         }
 
 
-def proposal_kind(config: ProposalRunConfig) -> ProposalKind:
-    """The kind of an AR or NAR run config."""
+def proposal_kind(config: ProposalRunConfig, compile: bool = False) -> ProposalKind:
+    """The kind of an AR or NAR run config; ``compile`` as ``--compile`` says."""
     if isinstance(config, NARRunConfig):
-        return MaskedKind()
+        return MaskedKind(compile)
     if isinstance(config, ARRunConfig):
-        return AutoregressiveKind()
+        return AutoregressiveKind(compile)
     raise TypeError(f"not a proposal run config: {type(config).__name__}")
 
 

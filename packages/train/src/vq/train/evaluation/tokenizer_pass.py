@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from vq.core.compiling import compile_module
 from vq.core.data import LoaderConfig
 from vq.core.errors import UserError
 from vq.train.data import DatasetConfig, to_float, to_uint8
@@ -99,6 +100,9 @@ class TokenizerEvaluator:
         self.config: TokenizerRunConfig = tokenizer_run(config, source, "val/test")
         self.settings, self.device = settings, device
         self.module = self.config.build_tokenizer().to(device).eval()
+        if settings.compile:  # what the pass calls: encode, decode, predict_features
+            used = ("encode", "decode", "predict_features")
+            compile_module(self.module, tuple(m for m in used if hasattr(self.module, m)))
         self.meters = build_meters(self.config, self.module, settings, device)
 
     def __call__(self, out_dir: Path | None) -> Evaluation:

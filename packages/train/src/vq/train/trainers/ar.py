@@ -125,9 +125,12 @@ def sample_tokens(
     num_classes: int,
     sampling: SamplingConfig,
     generator: Generators = None,
+    *,
+    compile: bool = False,
 ) -> Tensor:
     """Token grids (B, h, w) for ``classes`` (B,), drawn as ``sampling`` says (one
-    generator, or one per sample)."""
+    generator, or one per sample); ``compile`` runs the one-token step compiled
+    (``vq.generators.sampling.generate``)."""
     return generate(
         network,
         classes,
@@ -139,6 +142,7 @@ def sample_tokens(
         top_k=sampling.top_k,
         top_p=sampling.top_p,
         generator=generator,
+        compile=compile,
     )
 
 
