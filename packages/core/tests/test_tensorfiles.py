@@ -4,6 +4,7 @@ a damaged checkpoint names the newest intact one to resume from."""
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
         torch.save(tensors, made[f"{name}.pt"])
     for suffix in (".safetensors", ".pt"):
         truncate(made[f"truncated{suffix}"])
-        made[f"random{suffix}"].write_bytes(os.urandom(2000))
+        made[f"random{suffix}"].write_bytes(random.Random(0).randbytes(2000))
         made[f"empty{suffix}"].write_bytes(b"")
     return made
 
@@ -47,6 +48,18 @@ def test_every_reader_names_a_damaged_file(files, name: str, suffix: str) -> Non
         with pytest.raises(UserError, match=f"cannot read {path}: .*damaged") as caught:
             reader(path)
         assert "\n" not in str(caught.value)
+
+
+def test_random_bytes_are_a_damaged_torch_file_whatever_the_unpickler_trips_on(
+    tmp_path: Path,
+) -> None:
+    # most random files stop at an UnpicklingError; some at an IndexError, a KeyError or a
+    # UnicodeDecodeError inside torch's weights-only unpickler (seeds 0-299 hit all four)
+    path = tmp_path / "random.pt"
+    for seed in range(300):
+        path.write_bytes(random.Random(seed).randbytes(2000))
+        with pytest.raises(UserError, match="damaged"):
+            read_torch(path)
 
 
 def test_good_files_read_and_missing_ones_are_named(files, tmp_path: Path) -> None:
