@@ -77,7 +77,9 @@ def test_test_command_writes_fidelity_reconstruction_and_codebook_metrics(run, i
     assert metrics["fid"] > 1.0  # 4 iterations of training do not reconstruct photos
     expected = _by_hand(run, "iter_4")
     for key, value in expected.items():
-        assert metrics[key] == pytest.approx(value, rel=1e-6), key
+        # the command decodes in batches of 4, by hand in one of 9: fp32 convolutions differ
+        # in the last bits, which PSNR's log turns into a few 1e-6 relative
+        assert metrics[key] == pytest.approx(value, rel=1e-5), key
 
     val_tokens = TokenFileDataset(tmp_path / "tiny_test" / "tokens_val.safetensors")
     assert len(val_tokens) == 9 and val_tokens.grid == (4, 4)
