@@ -56,7 +56,6 @@ from vq.train.cli import (
 )
 from vq.train.evaluation.common import (
     EvalSettings,
-    Evaluation,
     checkpoint_meta,
     config_weights,
     frozen_prefixes,
@@ -69,7 +68,6 @@ from vq.train.evaluation.ten_crop import TEN_CROP_TOKENS_FILE, tokenize_ten_crop
 from vq.train.evaluation.tokenizer_pass import TokenizerEvaluator
 from vq.train.fid_command import add_inception_argument
 from vq.train.fid_command import main as fid_command_main
-from vq.train.metrics import write_metrics_json
 from vq.train.trainers.probe import ProbeRunConfig
 
 # ------------------------------------------------------------------ parsers ---------
@@ -216,25 +214,6 @@ def build_evaluator(
 # ------------------------------------------------------------------ helpers ---------
 
 
-def _report(evaluation: Evaluation) -> str:
-    return " ".join(
-        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-        for k, v in evaluation.metrics.items()
-    )
-
-
-def _write(path: Path, evaluation: Evaluation, checkpoint: str, iteration: int | None) -> None:
-    write_metrics_json(
-        path,
-        evaluation.metrics,
-        checkpoint=checkpoint,
-        iteration=iteration,
-        reference=evaluation.reference,
-        image_count=evaluation.image_count,
-        preprocessing=evaluation.preprocessing,
-    )
-
-
 def _evaluable_config(args: argparse.Namespace, command: str) -> Any:
     """The run config of ``args``; refuses flags that do not apply to it, before anything
     is written."""
@@ -333,13 +312,13 @@ class Validator:
         LOGGER.info("validating %s (%s)", name, summary)
         evaluation = self.evaluator(out_dir)
         if distributed.is_main():
-            _write(out_dir / "metrics.json", evaluation, str(checkpoint), iteration)
+            evaluation.write(out_dir / "metrics.json", str(checkpoint), iteration)
             numbers = {k: v for k, v in evaluation.metrics.items() if isinstance(v, float)}
             if iteration is not None:
                 self.board.scalars("val", numbers, iteration)
             if weights != checkpoint:
                 weights.unlink(missing_ok=True)
-            LOGGER.info("%s: %s", name, _report(evaluation))
+            LOGGER.info("%s: %s", name, evaluation.summary())
         distributed.barrier()
 
     def run(self) -> None:
@@ -397,8 +376,8 @@ def run_test(args: argparse.Namespace, argv: list[str]) -> int:
         metas = [m for m in map(checkpoint_meta, files) if m is not None]
         iteration = metas[-1]["iteration"] if metas else None
         if distributed.is_main():
-            _write(out_dir / "metrics.json", evaluation, " ".join(map(str, files)), iteration)
-            LOGGER.info("test %s: %s", args.name, _report(evaluation))
+            evaluation.write(out_dir / "metrics.json", " ".join(map(str, files)), iteration)
+            LOGGER.info("test %s: %s", args.name, evaluation.summary())
         if args.ten_crop:
             path = out_dir / TEN_CROP_TOKENS_FILE
             tokenize_ten_crop(evaluator.module, config, settings, device, path)

@@ -40,7 +40,6 @@ import argparse
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +47,9 @@ import numpy as np
 import pydantic
 import torch
 from PIL import Image
-from torch import Tensor, nn
 
 from vq.core import amp, distributed, launch
-from vq.core.compiling import check_compile, inference_mode
+from vq.core.compiling import check_compile
 from vq.core.configfile import describe_validation_error
 from vq.core.errors import EXIT_USER_ERROR, UserError
 from vq.core.logging import LOGGER, progress, save_png, setup_logging
@@ -59,13 +57,9 @@ from vq.core.seeding import seeded_generator
 from vq.core.tensorfiles import load_weights
 from vq.train.cli import WORK_DIRS_ENV, resolve_config, work_dir_of
 from vq.train.data import to_uint8
-from vq.train.proposal import ProposalRunConfig, SamplingConfig, TokenSpace, token_space
+from vq.train.evaluation.proposal_kinds import is_proposal_run, proposal_kind
+from vq.train.proposal import ProposalRunConfig, SamplingConfig, token_space
 from vq.train.tokenizer_source import load_frozen_tokenizer
-from vq.train.trainers.ar import ARRunConfig, build_network, sample_tokens
-from vq.train.trainers.nar import NARRunConfig, build_masked, decode_tokens
-
-# classes (B,), sampling, generator -> token grids (B, h, w)
-Draw = Callable[[Tensor, SamplingConfig, torch.Generator], Tensor]
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -205,7 +199,7 @@ def prepare(args: argparse.Namespace) -> tuple[ProposalRunConfig, SamplingConfig
     config = resolve_config(args.config, args.config_options, args.override)
     if args.compile:
         check_compile()
-    if not isinstance(config, ARRunConfig | NARRunConfig):
+    if not is_proposal_run(config):
         raise UserError(f"{args.config} is a {config.trainer!r} run, not an AR or NAR run")
     if config.tokenizer is None:
         raise UserError(
@@ -226,21 +220,6 @@ def prepare(args: argparse.Namespace) -> tuple[ProposalRunConfig, SamplingConfig
 # ------------------------------------------------------------------ sampling --------
 
 
-def network_and_draw(
-    config: ProposalRunConfig, space: TokenSpace, compile: bool = False
-) -> tuple[nn.Module, Draw]:
-    """The run's untrained network and the function that draws token grids with it;
-    ``compile`` compiles the AR one-token step (the NAR network is compiled by the caller)."""
-    if isinstance(config, NARRunConfig):
-        masked = build_masked(config, space)
-        return masked, lambda classes, sampling, g: decode_tokens(masked, classes, sampling, g)
-    assert isinstance(config, ARRunConfig)
-    network = build_network(config, space, pretrained=False)
-    return network, lambda classes, sampling, g: sample_tokens(
-        network, classes, space, config.num_classes, sampling, g, compile=compile
-    )
-
-
 def run_sample(args: argparse.Namespace) -> int:
     config, sampling, todo = prepare(args)
     device = launch.init_process_group()
@@ -257,7 +236,8 @@ def run_sample(args: argparse.Namespace) -> int:
         tokenizer = load_frozen_tokenizer(config.tokenizer.config, config.tokenizer.state_dicts)
         tokenizer.to(device, DTYPES[args.tokenizer_dtype])
         space = token_space(config, tokenizer)
-        network, draw = network_and_draw(config, space, args.compile)
+        kind = proposal_kind(config, args.compile)  # NAR: compiles the network in place
+        network = kind.build(config, space, device)
         report = load_weights(network, args.load_model_from)
         if report.missing or report.mismatched:
             raise UserError(
@@ -265,8 +245,6 @@ def run_sample(args: argparse.Namespace) -> int:
                 f"{args.config}: {report.summary()}"
             )
         network.to(device, DTYPES[args.dtype]).eval()
-        if args.compile and isinstance(config, NARRunConfig):  # fixed shapes: (B, h*w)
-            network.compile(mode=inference_mode(device))
         LOGGER.info(
             "sampling %d images of %d classes (%s) on %d process(es)",
             len(todo),
@@ -282,7 +260,7 @@ def run_sample(args: argparse.Namespace) -> int:
             classes = torch.tensor([c for c, _ in batches[b]], device=device)
             with amp.autocast(device, args.autocast):
                 generator = seeded_generator(device, args.seed, b)
-                tokens = draw(classes, sampling, generator)  # (B, h, w)
+                tokens = kind.draw(network, config, space, classes, sampling, generator)
                 images = tokenizer.decode(tokens).float()  # (B, 3, H, W)
             pixels = to_uint8(images).permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
             for (c, i), image in zip(batches[b], pixels):

@@ -31,7 +31,12 @@ from vq.core.errors import UserError
 from vq.core.logging import LOGGER, progress, save_png
 from vq.core.tensorfiles import load_weights
 from vq.train.data import DatasetConfig, build_dataset, collate
-from vq.train.metrics import CodebookHistogram, FeatureAccumulator, InceptionFeatures
+from vq.train.metrics import (
+    CodebookHistogram,
+    FeatureAccumulator,
+    InceptionFeatures,
+    write_metrics_json,
+)
 from vq.train.metrics.fid import FID_CACHE_DIR, INCEPTION_WEIGHTS
 from vq.train.tokenizer_run import TokenizerRunConfig
 
@@ -82,6 +87,24 @@ class Evaluation:
     reference: str | None
     preprocessing: dict[str, Any]
     skipped: dict[str, str]
+
+    def summary(self) -> str:
+        """The metrics as one log line: ``name value`` pairs, floats to 4 digits."""
+        return " ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in self.metrics.items()
+        )
+
+    def write(self, path: Path, checkpoint: str, iteration: int | None) -> None:
+        """``metrics.json`` of the weights ``checkpoint`` (``metrics.write_metrics_json``)."""
+        write_metrics_json(
+            path,
+            self.metrics,
+            checkpoint=checkpoint,
+            iteration=iteration,
+            reference=self.reference,
+            image_count=self.image_count,
+            preprocessing=self.preprocessing,
+        )
 
 
 @dataclass

@@ -238,8 +238,9 @@ def generated_images(
     the generator of its dataset ``index`` (B,) and the seed."""
     generators = [seeded_generator(val.device, val.settings.seed, i) for i in index.tolist()]
     with val.autocast():
+        sampling = evaluator.config.sampling.model_copy(update={"guidance_scale": scale})
         tokens = evaluator.kind.draw(
-            evaluator.module, evaluator.config, evaluator.space, classes, scale, generators
+            evaluator.module, evaluator.config, evaluator.space, classes, sampling, generators
         )  # (B, h, w)
         return to_uint8(evaluator.tokenizer.decode(tokens))  # (B, 3, H, W) uint8
 

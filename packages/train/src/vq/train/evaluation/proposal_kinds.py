@@ -1,4 +1,4 @@
-"""What the generator pass does differently for AR and NAR proposal networks.
+"""What the generator pass and ``sample`` do differently for AR and NAR proposal networks.
 
 The pass itself (``generator_pass``: val images, tokens, PNGs, gFID/IS per guidance scale,
 metrics.json) is the same for both; a *kind* says how its network is built, what it
@@ -38,9 +38,14 @@ from vq.generators import (
     sampled_token_accuracy,
     token_accuracy,
 )
-from vq.train.proposal import ProposalRunConfig, TokenSpace
+from vq.train.proposal import ProposalRunConfig, SamplingConfig, TokenSpace
 from vq.train.trainers.ar import ARRunConfig, build_network, sample_tokens
-from vq.train.trainers.nar import NARRunConfig, build_masked, decode_tokens
+from vq.train.trainers.nar import (
+    MaskedSamplingConfig,
+    NARRunConfig,
+    build_masked,
+    decode_tokens,
+)
 
 
 class ProposalKind(Protocol):
@@ -75,10 +80,11 @@ class ProposalKind(Protocol):
         config: Any,
         space: TokenSpace,
         classes: Tensor,
-        scale: float,
+        sampling: Any,
         generators: Generators,
     ) -> Tensor:
-        """New token grids (B, h, w) of ``classes`` (B,) at guidance ``scale``."""
+        """New token grids (B, h, w) of ``classes`` (B,), drawn as ``sampling`` (the run's
+        ``sampling`` type) says."""
         ...
 
     def sampling_record(self, config: Any) -> dict[str, Any]:
@@ -126,10 +132,9 @@ class AutoregressiveKind:
         config: ARRunConfig,
         space: TokenSpace,
         classes: Tensor,
-        scale: float,
+        sampling: SamplingConfig,
         generators: Generators,
     ) -> Tensor:
-        sampling = config.sampling.model_copy(update={"guidance_scale": scale})
         return sample_tokens(
             network, classes, space, config.num_classes, sampling, generators, compile=self.compile
         )
@@ -173,10 +178,9 @@ class MaskedKind:
         config: NARRunConfig,
         space: TokenSpace,
         classes: Tensor,
-        scale: float,
+        sampling: MaskedSamplingConfig,
         generators: Generators,
     ) -> Tensor:
-        sampling = config.sampling.model_copy(update={"guidance_scale": scale})
         return decode_tokens(network, classes, sampling, generators)  # (B, h, w)
 
     def sampling_record(self, config: NARRunConfig) -> dict[str, Any]:
