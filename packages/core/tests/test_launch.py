@@ -53,3 +53,36 @@ def test_a_failed_rendezvous_names_the_rank_and_the_address() -> None:
     assert alone.startswith(
         f"rank 1 of 2 could not join the gloo process group at 127.0.0.1:{port}"
     )
+
+
+def _exit_command(join_group: bool, tmp_path) -> subprocess.CompletedProcess:
+    """A command that logs to a file, prints, registers an atexit hook and ends with
+    ``exit_command(3)``, in a fresh interpreter."""
+    log = tmp_path / "run.log"
+    code = (
+        "import atexit, logging\n"
+        "from vq.core import launch\n"
+        f"logging.basicConfig(filename={str(log)!r}, level=logging.INFO)\n"
+        "atexit.register(lambda: print('finalized'))\n"
+        + ("launch.init_process_group()\nlaunch.destroy_process_group()\n" if join_group else "")
+        + "logging.getLogger('vq').info('done')\n"
+        "print('result', end='')\n"  # unflushed: no newline, stdout is a pipe
+        "launch.exit_command(3)\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_a_process_that_joined_a_group_exits_without_finalizing(tmp_path) -> None:
+    # gloo's threads outlive destroy_process_group; a thread that drops a tensor while the
+    # interpreter finalizes aborts the process, so such a process skips finalization
+    done = _exit_command(True, tmp_path)
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert done.stdout == "result"  # flushed, and no atexit hook ran
+    assert "INFO:vq:done" in (tmp_path / "run.log").read_text()
+
+
+def test_a_process_without_a_group_exits_normally(tmp_path) -> None:
+    done = _exit_command(False, tmp_path)
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert done.stdout == "resultfinalized\n"
+    assert "INFO:vq:done" in (tmp_path / "run.log").read_text()

@@ -56,25 +56,43 @@ def torchrun_nodes(name: str, work: Path, *extra: str) -> list[list[str]]:
     ]
 
 
-def start(commands: list[list[str]]) -> list[subprocess.Popen]:
+def start(commands: list[list[str]], logs: Path) -> list[subprocess.Popen]:
+    """Start each agent with its stderr in ``logs/node{i}.err`` (a file, not a pipe: an
+    agent polled rather than drained must never block on a full pipe)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return [
-        subprocess.Popen(
-            command,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for command in commands
-    ]
+    logs.mkdir(parents=True, exist_ok=True)
+    agents = []
+    for node, command in enumerate(commands):
+        with open(logs / f"node{node}.err", "w") as err:
+            agents.append(
+                subprocess.Popen(
+                    command,
+                    start_new_session=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                    env=env,
+                )
+            )
+    return agents
 
 
-def finish(agents: list[subprocess.Popen], timeout: float = 240) -> list[str]:
-    errors = [agent.communicate(timeout=timeout)[1] for agent in agents]
-    for agent, error in zip(agents, errors):
-        assert agent.returncode == 0, error[-3000:]
+def finish(agents: list[subprocess.Popen], logs: Path, timeout: float = 240) -> list[str]:
+    """Wait for both agents; when one fails, stop the other at once and show the failure
+    (a surviving agent would otherwise wait in torchrun's exit barrier for minutes)."""
+    deadline = time.monotonic() + timeout
+    while any(agent.poll() is None for agent in agents):
+        if any(agent.poll() not in (None, 0) for agent in agents):
+            break
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    for agent in agents:
+        if agent.poll() is None:
+            os.killpg(agent.pid, signal.SIGKILL)
+            agent.wait()
+    errors = [(logs / f"node{node}.err").read_text() for node in range(len(agents))]
+    for node, (agent, error) in enumerate(zip(agents, errors)):
+        assert agent.returncode == 0, f"node {node} (exit {agent.returncode}): {error[-3000:]}"
     return errors
 
 
@@ -101,9 +119,13 @@ def test_two_torchrun_nodes_resume_bit_identically_to_one_node(tmp_path: Path) -
     assert one_node.returncode == 0, one_node.stderr[-3000:]
 
     slow = [*OPTIONS, "sleep:0.2"]  # so the kill lands before the run ends
-    agents = start(torchrun_nodes("two_nodes", tmp_path, *slow))
+    agents = start(torchrun_nodes("two_nodes", tmp_path, *slow), tmp_path / "first")
     kill_when_complete(agents, tmp_path / "two_nodes" / "checkpoints" / f"iter_{KILL_AT}")
-    resumed = finish(start(torchrun_nodes("two_nodes", tmp_path, *slow, "--auto-resume")))
+    resumed_logs = tmp_path / "resumed"
+    resumed = finish(
+        start(torchrun_nodes("two_nodes", tmp_path, *slow, "--auto-resume"), resumed_logs),
+        resumed_logs,
+    )
     assert any("resumed from" in error for error in resumed)
     assert any("2 process(es)" in error for error in resumed)
     _assert_identical(

@@ -241,7 +241,7 @@ def _validate_only(args: argparse.Namespace) -> int:
 
 
 def main() -> None:
-    sys.exit(train_main())
+    launch.exit_command(train_main())
 
 
 def consolidate_main(argv: list[str] | None = None) -> int:

@@ -417,14 +417,14 @@ def _validate_only(args: argparse.Namespace, command: str) -> int:
 
 
 def val_main() -> None:
-    sys.exit(command_main("val"))
+    launch.exit_command(command_main("val"))
 
 
 def test_main() -> None:
-    sys.exit(command_main("test"))
+    launch.exit_command(command_main("test"))
 
 
 if __name__ == "__main__":  # python -m vq.train.eval_cli {val,test,fid} ... (torchrun ranks)
     if len(sys.argv) < 2 or sys.argv[1] not in (*_COMMANDS, "fid"):
         sys.exit(f"usage: python -m vq.train.eval_cli {{{','.join(_COMMANDS)},fid}} ...")
-    sys.exit(command_main(sys.argv[1], sys.argv[2:]))
+    launch.exit_command(command_main(sys.argv[1], sys.argv[2:]))

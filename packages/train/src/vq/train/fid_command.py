@@ -438,8 +438,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def fid_main() -> None:
-    sys.exit(main())
+    launch.exit_command(main())
 
 
 if __name__ == "__main__":  # python -m vq.train.fid_command ... (torchrun ranks)
-    sys.exit(main())
+    launch.exit_command(main())

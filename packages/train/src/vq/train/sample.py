@@ -312,7 +312,7 @@ def sample_main(argv: list[str] | None = None) -> int:
 
 
 def main() -> None:
-    sys.exit(sample_main())
+    launch.exit_command(sample_main())
 
 
 if __name__ == "__main__":
