@@ -163,17 +163,17 @@ def exit_command(code: int) -> NoReturn:
     """End a command's process with exit status ``code``: console scripts and ``python -m``
     entry points call this once the command returned, never library code.
 
-    A process that joined a gloo group ends without interpreter finalization, after
-    flushing its logs and streams. Gloo's worker threads outlive ``destroy_process_group``
-    and may still drop the last reference to a finished collective's tensors; if that
-    happens while the interpreter is finalizing, the thread must take the GIL, CPython
-    ends the thread with ``pthread_exit``, its unwinding meets a ``noexcept`` destructor
-    and the process aborts ("terminate called without an active exception", SIGABRT) after
-    all of its work is done, which torchrun reports as a failed worker. It happened to the
-    rank that leaves right after the final checkpoint's broadcast, about one run in
-    twenty on a loaded 2-core machine. Everything a command writes is closed before it
-    returns (checkpoints and metrics atomically, TensorBoard writers by their owners), so
-    skipping finalization loses nothing.
+    A process that joined a process group ends without interpreter finalization, after
+    flushing its logs and streams. The rank of a two-node run that leaves right after the
+    final checkpoint's broadcast aborted now and then after all of its work was done
+    ("terminate called without an active exception", SIGABRT; about one run in 30 on a
+    loaded 2-core machine), which torchrun reports as a failed worker. The likely cause,
+    inferred from the message and the timing: gloo's worker threads outlive
+    ``destroy_process_group`` and may drop a finished collective's tensor while the
+    interpreter finalizes; the thread must take the GIL, CPython ends it with
+    ``pthread_exit``, and the unwinding meets a ``noexcept`` destructor. Everything a
+    command writes is closed before it returns (checkpoints and metrics atomically,
+    TensorBoard writers by their owners), so skipping finalization loses nothing.
     """
     if not _joined_group:
         sys.exit(code)
