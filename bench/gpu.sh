@@ -8,8 +8,10 @@
 #    NAR (MaskGIT, 12 steps) against AR at the same size and batch.
 # 2. bench/train_step.py: the VQGAN 8192_dd2 iteration at batch 8 in fp32, --autocast,
 #    channels_last and compiled; encode/decode images/s.
-# 3. bench/quantizers.py: the nearest-code search on CUDA.
-# 4. Every demo config (configs/demo) trained as configured (300-400 iterations) on one GPU
+# 3. bench/vqkd_step.py: the VQ-KD iteration with the CLIP ViT-B/16 teacher (random
+#    weights) at batch 64 in fp32, --autocast and compiled.
+# 4. bench/quantizers.py: the nearest-code search on CUDA.
+# 5. Every demo config (configs/demo) trained as configured (300-400 iterations) on one GPU
 #    with --autocast (one process, nccl), in the order of their dependencies (decoder on
 #    the VQ-KD run, AR and NAR on the VQGAN run): it/s and peak memory of each run's last
 #    log line.
@@ -52,6 +54,8 @@ section "AR / NAR sampling, bf16, medium" \
   --cached-tokens 64 --compile --repeats 3
 section "VQGAN 8192_dd2 iteration, batch 8" \
   $PY bench/train_step.py --device cuda --batch-sizes 8 --steps 5 --channels-last --compile
+section "VQ-KD CLIP iteration, batch 64" \
+  $PY bench/vqkd_step.py --device cuda --batch-sizes 64 --steps 5 --compile
 section "nearest-code search" $PY bench/quantizers.py --device cuda --repeats 10
 
 # demos as configured, one GPU, --autocast; a run's last log line has it/s and mem

@@ -17,7 +17,7 @@ step, discriminator step), median over ``--steps`` iterations after one warm-up,
 and under autocast (bf16 where the device has it); ``--channels-last`` adds the fp32 step
 with the autoencoder, the discriminator and the LPIPS trunk in channels_last memory format
 (inputs too); ``--compile`` the step with ``--compile``'s compiled models (this tree only).
-Encode and decode run under ``no_grad`` in eval mode.
+Encode and decode run under ``no_grad`` in eval mode (``--coding-only``: nothing else).
 """
 
 from __future__ import annotations
@@ -114,6 +114,8 @@ def step_seconds(
     if mode.get("channels_last"):
         channels_last(trainer)
         batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+    if mode.get("untimed"):
+        return float("nan"), trainer, batch
     iteration = iter(range(1, 10_000))
     step = median_seconds(lambda: trainer.step(batch, next(iteration)), args.steps, device)
     return step, trainer, batch
@@ -138,12 +140,14 @@ def measure(args: argparse.Namespace) -> _against.Metrics:
         files = random_lpips_files(Path(tmp))
         for b in args.batch_sizes:
             work = Path(tmp) / "work"
-            step, trainer, batch = step_seconds(files, b, args, work)
-            out[f"vqgan b{b} fp32 s/iter"] = step
+            step, trainer, batch = step_seconds(files, b, args, work, untimed=args.coding_only)
             enc, dec = coding_seconds(unwrap(trainer.model), batch["image"], args.steps, device)
             out[f"encode b{b} fp32 images/s"] = b / enc
             out[f"decode b{b} fp32 images/s"] = b / dec
             del trainer
+            if args.coding_only:
+                continue
+            out[f"vqgan b{b} fp32 s/iter"] = step
             out[f"vqgan b{b} autocast s/iter"] = step_seconds(files, b, args, work, autocast=True)[
                 0
             ]
@@ -177,6 +181,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--channels-last", action="store_true", help="also time channels_last")
     parser.add_argument("--compile", action="store_true", help="also time --compile")
+    parser.add_argument(
+        "--coding-only", action="store_true", help="time encode/decode only, no iterations"
+    )
     _against.add_arguments(parser)
     args = parser.parse_args()
     if args.threads:
