@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from vq.tokenizers.losses.vgg16 import TAP_CHANNELS, VGG16Features
+
 
 @pytest.fixture
 def one_thread():
@@ -43,3 +45,20 @@ def random_inception(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("inception") / "inception.pth"
     torch.save(net.state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="module")
+def lpips_files(tmp_path_factory) -> dict[str, Path]:
+    """Random VGG16 trunk + LPIPS heads saved in the layout of the real files."""
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("lpips")
+    trunk = VGG16Features()
+    for name, buffer in trunk.named_buffers():
+        if name.endswith("weight"):
+            torch.nn.init.kaiming_normal_(buffer, mode="fan_out", nonlinearity="relu")
+        else:
+            buffer.normal_(0.0, 0.1)
+    torch.save(dict(trunk.named_buffers()), folder / "vgg16.pth")
+    heads = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate(TAP_CHANNELS)}
+    torch.save(heads, folder / "vgg_lin.pth")
+    return {"vgg_path": folder / "vgg16.pth", "lin_path": folder / "vgg_lin.pth"}

@@ -21,7 +21,6 @@ from vq.core.registry import TRAINERS
 from vq.core.testing import run_distributed
 from vq.tokenizers.discriminators import PatchGANConfig, build_discriminator
 from vq.tokenizers.losses import r1_penalty
-from vq.tokenizers.losses.vgg16 import TAP_CHANNELS, VGG16Features
 from vq.tokenizers.models.pixel_tokenizer import PixelTokenizer
 from vq.tokenizers.quantizers import FSQConfig
 from vq.train.cli import train_main
@@ -40,23 +39,6 @@ FAMILY_CONFIGS = sorted(
     if not p.name.startswith(("_", "c2i_"))
 )
 DEMO_CONFIGS = [CONFIGS / "demo" / f"{name}_photos.py" for name in ("vqgan", "cvqvae", "fsq")]
-
-
-@pytest.fixture(scope="module")
-def lpips_files(tmp_path_factory) -> dict[str, Path]:
-    """Random VGG16 trunk + LPIPS heads saved in the layout of the real files."""
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("lpips")
-    trunk = VGG16Features()
-    for name, buffer in trunk.named_buffers():
-        if name.endswith("weight"):
-            torch.nn.init.kaiming_normal_(buffer, mode="fan_out", nonlinearity="relu")
-        else:
-            buffer.normal_(0.0, 0.1)
-    torch.save(dict(trunk.named_buffers()), folder / "vgg16.pth")
-    heads = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate(TAP_CHANNELS)}
-    torch.save(heads, folder / "vgg_lin.pth")
-    return {"vgg_path": folder / "vgg16.pth", "lin_path": folder / "vgg_lin.pth"}
 
 
 def _with_lpips(config: VQGANRunConfig, files: dict[str, Path], weight: float = 1.0):
