@@ -1,6 +1,6 @@
 """VQGAN 8192_dd2 training and inference speed: seconds per full training iteration
-(generator + discriminator step) in fp32 and with ``--autocast``, and encode / decode
-images/s of its tokenizer.
+(generator + discriminator step) in fp32 and with ``--autocast`` (optionally
+``--channels-last`` and ``--compile``), and encode / decode images/s of its tokenizer.
 
     uv run python bench/train_step.py                                   # batch 1, CPU
     uv run python bench/train_step.py --against fc5df97 --rounds 3      # ratios against a rev
@@ -14,10 +14,11 @@ of the embedded photos, so nothing needs downloading.
 
 Per batch size: ``VQGANTrainer.step`` (one autoencoder forward, generator backward and Adam
 step, discriminator step), median over ``--steps`` iterations after one warm-up, in fp32
-and under autocast (bf16 where the device has it); ``--channels-last`` adds the fp32 step
-with the autoencoder, the discriminator and the LPIPS trunk in channels_last memory format
-(inputs too); ``--compile`` the step with ``--compile``'s compiled models (this tree only).
-Encode and decode run under ``no_grad`` in eval mode (``--coding-only``: nothing else).
+and under autocast (bf16 where the device has it); ``--channels-last`` adds both steps with
+``train --channels-last`` (the autoencoder, the discriminator and the LPIPS trunk in
+channels_last; a tree without the flag has the bench convert them and the inputs);
+``--compile`` the step with ``--compile``'s compiled models (this tree only). Encode and
+decode run under ``no_grad`` in eval mode (``--coding-only``: nothing else).
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ def median_seconds(function: Callable[[], object], repeats: int, device: torch.d
 
 
 def channels_last(trainer: Any) -> None:
-    """The autoencoder, the discriminator and the LPIPS trunk in channels_last."""
+    """The autoencoder, the discriminator and the LPIPS trunk in channels_last, done here
+    for a tree whose ``train`` has no ``--channels-last`` (this tree uses the flag)."""
     modules = [unwrap(trainer.model)]
     for owner in (trainer, getattr(trainer, "gan", None)):
         for name in ("discriminator", "reconstruction_loss"):
@@ -107,11 +109,14 @@ def step_seconds(
     run_flags = {"autocast_enabled": mode.get("autocast", False)}
     if mode.get("compile"):
         run_flags["compile_enabled"] = True
+    has_flag = "channels_last" in Run.__dataclass_fields__  # train --channels-last
+    if mode.get("channels_last") and has_flag:
+        run_flags["channels_last"] = True
     run = Run(config=config, work_dir=work, device=device, seed=0, **run_flags)
     trainer = VQGANTrainer(config, run)
     batch = collate([trainer.dataset[i] for i in range(batch_size)])
     batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-    if mode.get("channels_last"):
+    if mode.get("channels_last") and not has_flag:  # a tree without the flag
         channels_last(trainer)
         batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
     if mode.get("untimed"):
@@ -154,6 +159,8 @@ def measure(args: argparse.Namespace) -> _against.Metrics:
             if args.channels_last:
                 cl = step_seconds(files, b, args, work, channels_last=True)[0]
                 out[f"vqgan b{b} fp32 channels_last s/iter"] = cl
+                cl = step_seconds(files, b, args, work, channels_last=True, autocast=True)[0]
+                out[f"vqgan b{b} autocast channels_last s/iter"] = cl
             if args.compile and can_compile:
                 for autocast in (False, True):
                     tag = "autocast" if autocast else "fp32"
@@ -167,7 +174,8 @@ def report(metrics: _against.Metrics) -> None:
     for key, value in metrics.items():
         if key.endswith("fp32 s/iter"):
             base = key.removesuffix(" fp32 s/iter")
-            for other in ("autocast", "fp32 channels_last", "fp32+compile", "autocast+compile"):
+            others = ("autocast", "fp32 channels_last", "autocast channels_last")
+            for other in (*others, "fp32+compile", "autocast+compile"):
                 if f"{base} {other} s/iter" in metrics:
                     ratio = value / metrics[f"{base} {other} s/iter"]
                     print(f"  {base} {other}: {ratio:.2f}x")

@@ -118,6 +118,9 @@ class Run:
     autocast_enabled: bool = False
     compile_enabled: bool = False
     """``--compile``: ``prepare`` compiles each model's forward (``vq.core.compiling``)."""
+    channels_last: bool = False
+    """``--channels-last``: ``prepare`` and ``place`` store 4-d weights in channels_last
+    (DDP or one process only; checkpoints are contiguous either way)."""
     load_model_from: list[Path] = field(default_factory=list)
     resume_from: Path | None = None
     state: TrainingState = field(default_factory=TrainingState)
@@ -136,7 +139,7 @@ class Run:
         With ``--compile`` the forward is compiled in place before wrapping (state-dict keys
         unchanged, so checkpoints are the same with and without it).
         """
-        module.to(self.device)
+        self.place(module)
         if load and name == "model" and self.load_model_from:
             report = load_weights(module, self.load_model_from)
             LOGGER.info("--load-model-from into %s: %s", name, report.summary())
@@ -146,6 +149,14 @@ class Run:
         wrapped = wrap(module, self.config.strategy, self.device, param_dtype=dtype)
         self.state.modules[name] = Tracked(wrapped, tuple(exclude))
         return wrapped
+
+    def place(self, module: nn.Module) -> nn.Module:
+        """``module`` on the device, in channels_last with ``--channels-last`` (for frozen
+        convolutional parts that ``prepare`` does not track, such as the LPIPS trunk)."""
+        module.to(self.device)
+        if self.channels_last:
+            module.to(memory_format=torch.channels_last)  # 4-d tensors only
+        return module
 
     def optimization(
         self,

@@ -157,7 +157,7 @@ class GANStep:
     def __init__(self, config: GANRunConfig, run: Run, generator: Generator) -> None:
         self.run, self.config = run, config
         self.model, self.opt, self.last_layer = generator.model, generator.opt, generator.last_layer
-        self.reconstruction_loss = ReconstructionLoss(config.reconstruction).to(run.device)
+        self.reconstruction_loss = run.place(ReconstructionLoss(config.reconstruction))
         self.discriminator = run.prepare(
             "discriminator", build_discriminator(config.gan.discriminator)
         )
