@@ -86,13 +86,17 @@ def finish(agents: list[subprocess.Popen], logs: Path, timeout: float = 240) -> 
         if time.monotonic() > deadline:
             break
         time.sleep(0.1)
-    for agent in agents:
-        if agent.poll() is None:
+    stopped = [agent.poll() is None for agent in agents]
+    for agent, stop in zip(agents, stopped):
+        if stop:
             os.killpg(agent.pid, signal.SIGKILL)
             agent.wait()
     errors = [(logs / f"node{node}.err").read_text() for node in range(len(agents))]
-    for node, (agent, error) in enumerate(zip(agents, errors)):
-        assert agent.returncode == 0, f"node {node} (exit {agent.returncode}): {error[-3000:]}"
+    # the agents that failed on their own first: a stopped one only shows the consequence
+    for node in sorted(range(len(agents)), key=lambda n: stopped[n]):
+        code = agents[node].returncode
+        why = "stopped by the test" if stopped[node] else f"exit {code}"
+        assert code == 0, f"node {node} ({why}): {errors[node][-3000:]}"
     return errors
 
 
