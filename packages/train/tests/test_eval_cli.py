@@ -161,3 +161,28 @@ def test_val_watch_follows_a_live_run_and_exits_after_the_last_checkpoint(tmp_pa
     for name in ("iter_2", "iter_4", "iter_6"):
         metrics = json.loads((tmp_path / "live" / "val" / name / "metrics.json").read_text())
         assert metrics["image_count"] == 9
+
+
+def _files(root: Path) -> set[Path]:
+    return set(root.rglob("*")) if root.exists() else set()
+
+
+def test_refused_val_and_test_write_nothing(run, tmp_path, capsys):
+    config = str(run / "vqgan_photos.py")
+    # a run without checkpoints: refused before its val dir exists
+    assert command_main("val", ["ghost", config, "--work-dirs", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {tmp_path / 'ghost' / 'checkpoints'} does not exist "
+                   "(no checkpoints to validate)"]  # fmt: skip
+    assert _files(tmp_path) == set()
+    # a checkpoint name the run does not have: nothing added to the run
+    before = _files(run)
+    argv = ["tiny", config, "--work-dirs", str(run.parent), "--load-from", "iter_9"]
+    assert command_main("val", argv) == 2
+    assert _files(run) == before
+    # test with a weights file that is not there: no NAME_test dir
+    missing = tmp_path / "missing.safetensors"
+    argv = ["tiny", config, "--work-dirs", str(tmp_path), "--load-model-from", str(missing)]
+    assert command_main("test", argv) == 2
+    assert str(missing) in capsys.readouterr().err
+    assert _files(tmp_path) == set()

@@ -225,18 +225,22 @@ def _evaluable_config(args: argparse.Namespace, command: str) -> Any:
     return config
 
 
-def _prepare(args: argparse.Namespace, out_dir: Path, command: str) -> tuple[Any, torch.device]:
+def _checked(args: argparse.Namespace, command: str) -> tuple[Any, torch.device]:
+    """The config and the device; refusals from here on write nothing."""
     config = _evaluable_config(args, command.split(" ", 1)[0])
     if args.compile:
         check_compile()
-    device = launch.init_process_group()
-    header = f"command\n{command}"
+    return config, launch.init_process_group()
+
+
+def _open_out_dir(args: argparse.Namespace, config: Any, out_dir: Path, command: str) -> None:
+    """The first write of a command: ``out_dir`` with the resolved config and the log,
+    once everything that can refuse the command has been checked."""
     if distributed.is_main():
         out_dir.mkdir(parents=True, exist_ok=True)
         write_resolved_config(config, out_dir, args.config, f"command: {command}")
     distributed.barrier()
-    setup_logging(out_dir, header)
-    return config, device
+    setup_logging(out_dir, f"command\n{command}")
 
 
 # ------------------------------------------------------------------ val -------------
@@ -251,7 +255,7 @@ class Validator:
         self.checkpoints = self.work_dir / "checkpoints"
         self.val_dir = self.work_dir / "val"
         self.evaluator = build_evaluator(config, args.config, _settings(args), device)
-        self.board = TensorBoard(self.work_dir / "tensorboard")
+        self.board: TensorBoard | None = None  # opened by run(), after every check
         self.wanted = set(args.load_from)
         self.final = f"iter_{config.loop.iters}"
 
@@ -314,18 +318,22 @@ class Validator:
         if distributed.is_main():
             evaluation.write(out_dir / "metrics.json", str(checkpoint), iteration)
             numbers = {k: v for k, v in evaluation.metrics.items() if isinstance(v, float)}
-            if iteration is not None:
+            if iteration is not None and self.board is not None:
                 self.board.scalars("val", numbers, iteration)
             if weights != checkpoint:
                 weights.unlink(missing_ok=True)
             LOGGER.info("%s: %s", name, evaluation.summary())
         distributed.barrier()
 
-    def run(self) -> None:
+    def check(self) -> None:
+        """Without --watch: the checkpoints must be there now (before anything is written)."""
         if not self.args.watch:
             if not self.checkpoints.is_dir():
                 raise UserError(f"{self.checkpoints} does not exist (no checkpoints to validate)")
             self.check_whitelist()
+
+    def run(self) -> None:
+        self.board = TensorBoard(self.work_dir / "tensorboard")
         waiting_logged = False
         while True:
             todo = self.pending()
@@ -341,16 +349,19 @@ class Validator:
         LOGGER.info("validation of %s finished", self.work_dir)
 
     def close(self) -> None:
-        self.board.close()
+        if self.board is not None:
+            self.board.close()
 
 
 def run_val(args: argparse.Namespace, argv: list[str]) -> int:
     command = shlex.join(["val", *argv])
     val_dir = work_dir_of(args.name, args.work_dirs) / "val"
     try:
-        config, device = _prepare(args, val_dir, command)
+        config, device = _checked(args, command)
         validator = Validator(args, config, device)
         try:
+            validator.check()
+            _open_out_dir(args, config, val_dir, command)
             validator.run()
         finally:
             validator.close()
@@ -366,11 +377,12 @@ def run_test(args: argparse.Namespace, argv: list[str]) -> int:
     command = shlex.join(["test", *argv])
     out_dir = work_dir_of(f"{args.name}_test", args.work_dirs)
     try:
-        config, device = _prepare(args, out_dir, command)
+        config, device = _checked(args, command)
         settings = _settings(args)
         evaluator = build_evaluator(config, args.config, settings, device)
         files = [*config_weights(config), *args.load_model_from]
         summary = load_evaluated_weights(evaluator.module, files, frozen_prefixes(files))
+        _open_out_dir(args, config, out_dir, command)
         LOGGER.info("weights: %s", summary)
         evaluation = evaluator(out_dir)
         metas = [m for m in map(checkpoint_meta, files) if m is not None]
