@@ -21,7 +21,8 @@ from vq.generators import generate
 from vq.train.data import build_dataset, collate, to_uint8
 from vq.train.eval_cli import command_main
 from vq.train.metrics import FIDStatistics, InceptionFeatures, read_metrics_json
-from vq.train.metrics.fid import FEATURES, frechet_distance_from_features
+from vq.train.metrics.fid import frechet_distance_from_features
+from vq.train.metrics.inception import FEATURES
 from vq.train.tokenizer_source import load_frozen_tokenizer
 from vq.train.trainers.ar import build_network
 

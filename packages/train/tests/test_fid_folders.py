@@ -25,7 +25,7 @@ from vq.train.fid_command import (
     run_folders,
 )
 from vq.train.metrics import FIDStatistics, InceptionFeatures, frechet_distance
-from vq.train.metrics.fid import FEATURE_EXTRACTOR, FEATURES, LOGITS
+from vq.train.metrics.inception import FEATURE_EXTRACTOR, FEATURES, LOGITS
 
 N_A, N_B = 10, 5  # A: enough for the Inception Score's 10 splits
 LINE = re.compile(r"^FID (-?\d+\.\d{4})( \| IS \d+\.\d{4} \+- \d+\.\d{4})? \| .*\n$")

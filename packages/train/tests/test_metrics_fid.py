@@ -26,6 +26,7 @@ from vq.train.metrics import (
     kernel_inception_distance,
 )
 from vq.train.metrics import fid as fid_module
+from vq.train.metrics import inception as inception_module
 
 # --------------------------------------------------------------------------------------------
 # Formulas
@@ -271,7 +272,7 @@ def test_inception_weights_missing_or_wrong(tmp_path):
     torch.save({"fc.weight": torch.zeros(1008, 2048)}, tmp_path / "partial.pth")
     with pytest.raises(UserError, match="not an Inception-v3 state dict: no Conv2d_1a_3x3"):
         InceptionFeatures(tmp_path / "partial.pth")
-    imagenet_like = {key: torch.zeros(1) for key in fid_module._SENTINEL_KEYS}
+    imagenet_like = {key: torch.zeros(1) for key in inception_module._SENTINEL_KEYS}
     imagenet_like["fc.weight"] = torch.zeros(1000, 2048)
     torch.save(imagenet_like, tmp_path / "imagenet.pth")
     with pytest.raises(UserError, match=r"\(1000, 2048\) classifier"):

@@ -45,13 +45,8 @@ from vq.train.metrics import (
     frechet_distance_from_features,
     inception_score,
 )
-from vq.train.metrics.fid import (
-    FEATURE_EXTRACTOR,
-    FEATURES,
-    FID_CACHE_DIR,
-    INCEPTION_WEIGHTS,
-    LOGITS,
-)
+from vq.train.metrics.fid import FID_CACHE_DIR
+from vq.train.metrics.inception import FEATURE_EXTRACTOR, FEATURES, INCEPTION_WEIGHTS, LOGITS
 
 FOLDER_PREPROCESSING = "folder: every image file as stored, RGB uint8, no resize"
 FOLDER_BATCH_SIZE = 64  # torch-fidelity's default

@@ -37,7 +37,8 @@ from vq.train.metrics import (
     InceptionFeatures,
     write_metrics_json,
 )
-from vq.train.metrics.fid import FID_CACHE_DIR, INCEPTION_WEIGHTS
+from vq.train.metrics.fid import FID_CACHE_DIR
+from vq.train.metrics.inception import INCEPTION_WEIGHTS
 from vq.train.tokenizer_run import TokenizerRunConfig
 
 PREPROCESSING = "none: Resize(S, bicubic, antialias) + CenterCrop(S), uint8"

@@ -63,7 +63,7 @@ from vq.train.evaluation.reference import (
     load_reference,
 )
 from vq.train.metrics import codebook_metrics
-from vq.train.metrics.fid import FEATURES
+from vq.train.metrics.inception import FEATURES
 from vq.train.proposal import ProposalRunConfig, TokenSpace, token_space
 from vq.train.tokenizer_source import load_frozen_tokenizer
 

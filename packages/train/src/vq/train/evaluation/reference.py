@@ -30,7 +30,7 @@ from vq.train.metrics import (
     compute_fidelity,
     fid_statistics_path,
 )
-from vq.train.metrics.fid import FEATURE_EXTRACTOR, FEATURES, LOGITS
+from vq.train.metrics.inception import FEATURE_EXTRACTOR, FEATURES, LOGITS
 
 REAL_FEATURES = "real_features"  # Inception features of the originals (no cache yet)
 

@@ -48,7 +48,7 @@ from vq.train.evaluation.reference import (
     load_reference,
 )
 from vq.train.metrics import codebook_metrics, reconstruction_metrics
-from vq.train.metrics.fid import FEATURES
+from vq.train.metrics.inception import FEATURES
 from vq.train.tokenizer_run import TokenizerRunConfig, tokenizer_run
 
 TOKENS_FILE = "tokens_{split}.safetensors"
