@@ -24,11 +24,8 @@ decode run under ``no_grad`` in eval mode (``--coding-only``: nothing else).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +35,12 @@ from vq.core.configfile import load_config
 from vq.core.loop import Run
 from vq.core.parallel import unwrap
 from vq.tokenizers.losses.vgg16 import TAP_CHANNELS, VGG16Features
-from vq.train.data import PhotosConfig, collate
+from vq.train.data import PhotosConfig
 from vq.train.trainers.vqgan import VQGANTrainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ when imported by path
 import _against
+import _steps
 
 CONFIG = "configs/vqgan/8192_dd2_aglwg075_imagenet_ddp.py"
 
@@ -73,20 +71,6 @@ def bench_config(lpips_files: dict[str, Path], batch_size: int) -> Any:
     )
 
 
-def median_seconds(function: Callable[[], object], repeats: int, device: torch.device) -> float:
-    function()  # warm-up (and compilation)
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        function()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def channels_last(trainer: Any) -> None:
     """The autoencoder, the discriminator and the LPIPS trunk in channels_last, done here
     for a tree whose ``train`` has no ``--channels-last`` (this tree uses the flag)."""
@@ -106,23 +90,20 @@ def step_seconds(
     torch.manual_seed(0)
     device = torch.device(args.device)
     config = bench_config(files, batch_size)
-    run_flags = {"autocast_enabled": mode.get("autocast", False)}
-    if mode.get("compile"):
-        run_flags["compile_enabled"] = True
+    run_flags = _steps.run_flags(**mode)
     has_flag = "channels_last" in Run.__dataclass_fields__  # train --channels-last
     if mode.get("channels_last") and has_flag:
         run_flags["channels_last"] = True
     run = Run(config=config, work_dir=work, device=device, seed=0, **run_flags)
     trainer = VQGANTrainer(config, run)
-    batch = collate([trainer.dataset[i] for i in range(batch_size)])
-    batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    batch = _steps.device_batch(trainer.dataset, batch_size, device)
     if mode.get("channels_last") and not has_flag:  # a tree without the flag
         channels_last(trainer)
         batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
     if mode.get("untimed"):
         return float("nan"), trainer, batch
     iteration = iter(range(1, 10_000))
-    step = median_seconds(lambda: trainer.step(batch, next(iteration)), args.steps, device)
+    step = _steps.median_seconds(lambda: trainer.step(batch, next(iteration)), args.steps, device)
     return step, trainer, batch
 
 
@@ -133,14 +114,13 @@ def coding_seconds(
     """Median seconds to encode ``image`` (B, 3, 256, 256) and to decode its codes."""
     tokenizer.eval()
     codes = tokenizer.encode(image)  # (B, 16, 16)
-    encode = median_seconds(lambda: tokenizer.encode(image), steps, device)
-    return encode, median_seconds(lambda: tokenizer.decode(codes), steps, device)
+    encode = _steps.median_seconds(lambda: tokenizer.encode(image), steps, device)
+    return encode, _steps.median_seconds(lambda: tokenizer.decode(codes), steps, device)
 
 
 def measure(args: argparse.Namespace) -> _against.Metrics:
     out: _against.Metrics = {}
     device = torch.device(args.device)
-    can_compile = "compile_enabled" in Run.__dataclass_fields__
     with tempfile.TemporaryDirectory() as tmp:
         files = random_lpips_files(Path(tmp))
         for b in args.batch_sizes:
@@ -161,7 +141,7 @@ def measure(args: argparse.Namespace) -> _against.Metrics:
                 out[f"vqgan b{b} fp32 channels_last s/iter"] = cl
                 cl = step_seconds(files, b, args, work, channels_last=True, autocast=True)[0]
                 out[f"vqgan b{b} autocast channels_last s/iter"] = cl
-            if args.compile and can_compile:
+            if args.compile and _steps.can_compile():
                 for autocast in (False, True):
                     tag = "autocast" if autocast else "fp32"
                     t = step_seconds(files, b, args, work, autocast=autocast, compile=True)[0]
@@ -170,32 +150,20 @@ def measure(args: argparse.Namespace) -> _against.Metrics:
 
 
 def report(metrics: _against.Metrics) -> None:
-    print("\nthis tree: autocast, channels_last and compile over fp32 (speed-up)")
-    for key, value in metrics.items():
-        if key.endswith("fp32 s/iter"):
-            base = key.removesuffix(" fp32 s/iter")
-            others = ("autocast", "fp32 channels_last", "autocast channels_last")
-            for other in (*others, "fp32+compile", "autocast+compile"):
-                if f"{base} {other} s/iter" in metrics:
-                    ratio = value / metrics[f"{base} {other} s/iter"]
-                    print(f"  {base} {other}: {ratio:.2f}x")
+    others = ("autocast", "fp32 channels_last", "autocast channels_last")
+    _steps.report_over_fp32(metrics, (*others, "fp32+compile", "autocast+compile"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1])
-    parser.add_argument("--steps", type=int, default=2, help="timed repeats after a warm-up")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    _steps.add_arguments(parser)
     parser.add_argument("--channels-last", action="store_true", help="also time channels_last")
-    parser.add_argument("--compile", action="store_true", help="also time --compile")
     parser.add_argument(
         "--coding-only", action="store_true", help="time encode/decode only, no iterations"
     )
     _against.add_arguments(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _steps.set_threads(args)
     print(f"VQGAN 8192_dd2_aglwg075, 256 px, {args.device}, {torch.get_num_threads()} threads")
     _against.main(args, __file__, measure, report)
 

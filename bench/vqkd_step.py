@@ -29,12 +29,12 @@ import torch
 
 from vq.core.configfile import load_config
 from vq.core.loop import Run
-from vq.train.data import PhotosConfig, collate
+from vq.train.data import PhotosConfig
 from vq.train.trainers.vqkd import VQKDTrainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ when imported by path
 import _against
-from train_step import median_seconds
+import _steps
 
 CONFIG = "configs/vqkd/clip_8192_imagenet_ddp.py"
 
@@ -56,53 +56,37 @@ def step_seconds(batch_size: int, args: argparse.Namespace, work: Path, **mode: 
     torch.manual_seed(0)
     device = torch.device(args.device)
     config = bench_config(batch_size)
-    flags = {"autocast_enabled": mode.get("autocast", False)}
-    if mode.get("compile"):
-        flags["compile_enabled"] = True
-    run = Run(config=config, work_dir=work, device=device, seed=0, **flags)
+    run = Run(config=config, work_dir=work, device=device, seed=0, **_steps.run_flags(**mode))
     trainer = VQKDTrainer(config, run)
-    batch = collate([trainer.dataset[i % len(trainer.dataset)] for i in range(batch_size)])
-    batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    batch = _steps.device_batch(trainer.dataset, batch_size, device)
     iteration = iter(range(1, 10_000))
-    return median_seconds(lambda: trainer.step(batch, next(iteration)), args.steps, device)
+    return _steps.median_seconds(lambda: trainer.step(batch, next(iteration)), args.steps, device)
 
 
 def measure(args: argparse.Namespace) -> _against.Metrics:
     out: _against.Metrics = {}
-    can_compile = "compile_enabled" in Run.__dataclass_fields__
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "work"
         for b in args.batch_sizes:
             for autocast in (False, True):
                 tag = "autocast" if autocast else "fp32"
                 out[f"vqkd b{b} {tag} s/iter"] = step_seconds(b, args, work, autocast=autocast)
-                if args.compile and can_compile:
+                if args.compile and _steps.can_compile():
                     t = step_seconds(b, args, work, autocast=autocast, compile=True)
                     out[f"vqkd b{b} {tag}+compile s/iter"] = t
     return out
 
 
 def report(metrics: _against.Metrics) -> None:
-    print("\nthis tree: autocast and compile over fp32 (speed-up)")
-    for key, value in metrics.items():
-        if key.endswith(" fp32 s/iter"):
-            base = key.removesuffix(" fp32 s/iter")
-            for other in ("autocast", "fp32+compile", "autocast+compile"):
-                if f"{base} {other} s/iter" in metrics:
-                    print(f"  {base} {other}: {value / metrics[f'{base} {other} s/iter']:.2f}x")
+    _steps.report_over_fp32(metrics, ("autocast", "fp32+compile", "autocast+compile"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1])
-    parser.add_argument("--steps", type=int, default=2, help="timed repeats after a warm-up")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    parser.add_argument("--compile", action="store_true", help="also time --compile")
+    _steps.add_arguments(parser)
     _against.add_arguments(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _steps.set_threads(args)
     print(f"VQ-KD clip_8192, 224 px, {args.device}, {torch.get_num_threads()} threads")
     _against.main(args, __file__, measure, report)
 
