@@ -66,6 +66,23 @@ def test_seeded_items_are_reproducible_and_leave_the_caller_rng_alone() -> None:
     assert not torch.equal(dataset[(4, 124)], first)
 
 
+def test_seeded_items_equal_torch_manual_seed_and_leave_accelerator_generators_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The item is what torch.manual_seed(seed) would give (checkpointed runs keep their
+    # augmentations), but no accelerator generator is reseeded: on a GPU with workers=0 that
+    # would reset the training stream at every sample (fork_rng restores the CPU only).
+    torch.manual_seed(123)
+    expected = Noisy()[4]
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an accelerator generator was seeded while loading")
+
+    for module in (torch.cuda, torch.xpu, torch.mtia):
+        monkeypatch.setattr(module, "manual_seed_all", refuse)
+    assert torch.equal(SeededDataset(Noisy())[(4, 123)], expected)
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_loader_batches_do_not_depend_on_worker_count(workers: int) -> None:
     config = LoaderConfig(batch_size=4, workers=workers, persistent_workers=False)
