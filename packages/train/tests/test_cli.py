@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
+from vq.core import amp
 from vq.core.registry import TRAINERS, UnknownComponentError
 from vq.train.cli import train_main
 
@@ -149,3 +151,16 @@ def test_short_run_writes_products_and_loss_falls(tmp_path: Path) -> None:
         str(tmp_path / "again" / "checkpoints" / "iter_40" / "models" / "model.safetensors")
     )
     assert all((again[k] == weights[k]).all() for k in weights)
+
+
+def test_autocast_on_a_cpu_without_bf16_kernels_says_so_in_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what a CPU without AVX512-BF16/AMX answers (test_amp checks the real answer)
+    monkeypatch.setattr(amp, "cpu_has_kernels", lambda dtype: dtype != torch.bfloat16)
+    argv = ["x", str(DEMO), "--work-dirs", str(tmp_path), "--config-options", "iters:1"]
+    assert train_main([*argv, "image_size:16", "--autocast"]) == 0
+    assert train_main(["y", *argv[1:], "image_size:16"]) == 0
+    warning = "warning: --autocast: this CPU has no bfloat16 kernels"
+    assert warning in next((tmp_path / "x" / "logs").glob("*.log")).read_text()
+    assert "warning" not in next((tmp_path / "y" / "logs").glob("*.log")).read_text()

@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from vq.core import amp
 from vq.core.seeding import seeded_generator
 from vq.generators import Llama, SequenceLayout, generate, next_token_loss
 from vq.train.data import to_uint8
@@ -108,3 +109,15 @@ def test_sample_refuses_an_unknown_dtype(guided: Setup, capsys: pytest.CaptureFi
     assert exit_info.value.code == 2
     assert "invalid choice: 'fp8'" in capsys.readouterr().err
     assert not (guided.root / "work" / "bad").exists()
+
+
+def test_sample_warns_of_each_dtype_this_cpu_has_no_kernels_for(
+    guided: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a CPU with bf16 kernels but none for fp16 (no AVX512-FP16): the common case
+    monkeypatch.setattr(amp, "cpu_has_kernels", lambda dtype: dtype != torch.float16)
+    flags = ["--classes", "1", "--per-class", "1", "--batch-size", "1"]
+    assert sample_main(guided.argv("fp16", *flags, "--dtype", "fp16", "--autocast")) == 0
+    log = next((guided.root / "work" / "fp16" / "logs").glob("*.log")).read_text()
+    assert "warning: --dtype: this CPU has no float16 kernels" in log
+    assert log.count("warning") == 1  # not --tokenizer-dtype fp32, not bf16 --autocast

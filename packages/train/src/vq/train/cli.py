@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vq.core import distributed, launch, runlock
+from vq.core import amp, distributed, launch, runlock
 from vq.core.checkpoint import CheckpointError, consolidate
 from vq.core.compiling import check_compile
 from vq.core.config import Config
@@ -209,6 +209,8 @@ def run_train(args: argparse.Namespace, argv: list[str]) -> int:
                 for flag in (args.autocast, args.compile, args.channels_last)
             ),
         )
+        if args.autocast:
+            amp.warn_if_slow(device, amp.autocast_dtype(device), "--autocast")
         seed_everything(rank_seed(args.seed, distributed.rank()))
         run = Run(
             config=config,

@@ -41,7 +41,7 @@ from typing import Any
 
 import torch
 
-from vq.core import distributed, launch
+from vq.core import amp, distributed, launch
 from vq.core.checkpoint import complete_checkpoints, consolidate, iteration_of
 from vq.core.compiling import check_compile
 from vq.core.errors import UserError
@@ -233,7 +233,9 @@ def _checked(args: argparse.Namespace, command: str) -> tuple[Any, torch.device]
     return config, launch.init_process_group()
 
 
-def _open_out_dir(args: argparse.Namespace, config: Any, out_dir: Path, command: str) -> None:
+def _open_out_dir(
+    args: argparse.Namespace, config: Any, device: torch.device, out_dir: Path, command: str
+) -> None:
     """The first write of a command: ``out_dir`` with the resolved config and the log,
     once everything that can refuse the command has been checked."""
     if distributed.is_main():
@@ -241,6 +243,8 @@ def _open_out_dir(args: argparse.Namespace, config: Any, out_dir: Path, command:
         write_resolved_config(config, out_dir, args.config, f"command: {command}")
     distributed.barrier()
     setup_logging(out_dir, f"command\n{command}")
+    if args.autocast:
+        amp.warn_if_slow(device, amp.autocast_dtype(device), "--autocast")
 
 
 # ------------------------------------------------------------------ val -------------
@@ -361,7 +365,7 @@ def run_val(args: argparse.Namespace, argv: list[str]) -> int:
         validator = Validator(args, config, device)
         try:
             validator.check()
-            _open_out_dir(args, config, val_dir, command)
+            _open_out_dir(args, config, device, val_dir, command)
             validator.run()
         finally:
             validator.close()
@@ -382,7 +386,7 @@ def run_test(args: argparse.Namespace, argv: list[str]) -> int:
         evaluator = build_evaluator(config, args.config, settings, device)
         files = [*config_weights(config), *args.load_model_from]
         summary = load_evaluated_weights(evaluator.module, files, frozen_prefixes(files))
-        _open_out_dir(args, config, out_dir, command)
+        _open_out_dir(args, config, device, out_dir, command)
         LOGGER.info("weights: %s", summary)
         evaluation = evaluator(out_dir)
         metas = [m for m in map(checkpoint_meta, files) if m is not None]
