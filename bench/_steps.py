@@ -1,6 +1,6 @@
 """What the training-iteration benches (``train_step.py``, ``vqkd_step.py``) share: their
 common arguments, the ``Run`` flags of a mode, a batch on the device, the timing of a step
-and the speed-ups over fp32 within one tree."""
+(which ``precision.py`` uses too) and the speed-ups over fp32 within one tree."""
 
 from __future__ import annotations
 
@@ -47,18 +47,20 @@ def device_batch(dataset: Any, size: int, device: torch.device) -> dict[str, Any
     return to_device(collate([dataset[i % len(dataset)] for i in range(size)]), device)
 
 
+def seconds(function: Callable[[], object], device: torch.device) -> float:
+    """Wall time of one call, the device's queue drained before and after."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    function()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
 def median_seconds(function: Callable[[], object], repeats: int, device: torch.device) -> float:
     function()  # warm-up (and compilation)
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        function()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(seconds(function, device) for _ in range(repeats))
 
 
 def report_over_fp32(metrics: dict[str, float], variants: Iterable[str]) -> None:
