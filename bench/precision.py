@@ -32,25 +32,24 @@ from _steps import seconds
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def cases(device: torch.device, rows: list[int]) -> dict[str, Callable[[torch.dtype], object]]:
-    """Name -> a function of the dtype that runs the op once (tensors made once per dtype)."""
-    made: dict[tuple[str, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def tensors(key: str, dtype: torch.dtype, x: tuple, w: tuple) -> tuple:
-        if (key, dtype) not in made:
-            g = torch.Generator().manual_seed(0)
-            pair = (torch.randn(x, generator=g), torch.randn(w, generator=g) * 0.02)
-            made[key, dtype] = tuple(t.to(device, dtype) for t in pair)
-        return made[key, dtype]
-
-    out: dict[str, Callable[[torch.dtype], object]] = {}
-    for m in rows:  # (m, 768) @ (768, 2048): a LLaMA-B gate projection
-        out[f"linear {m}x768 @ 768x2048"] = lambda d, m=m: F.linear(
-            *tensors(f"linear{m}", d, (m, 768), (2048, 768))
-        )
-    out["conv3x3 128ch 64x64"] = lambda d: F.conv2d(
-        *tensors("conv", d, (1, 128, 64, 64), (128, 128, 3, 3)), padding=1
-    )
+def cases(
+    device: torch.device, rows: list[int], dtypes: list[str]
+) -> dict[str, dict[str, Callable[[], object]]]:
+    """Op name -> dtype -> one call of the op on inputs and weights in that dtype."""
+    shapes: dict[str, tuple[Callable[..., object], tuple, tuple, dict]] = {
+        # (m, 768) @ (768, 2048): a LLaMA-B gate projection
+        f"linear {m}x768 @ 768x2048": (F.linear, (m, 768), (2048, 768), {})
+        for m in rows
+    }
+    shapes["conv3x3 128ch 64x64"] = (F.conv2d, (1, 128, 64, 64), (128, 128, 3, 3), {"padding": 1})
+    g = torch.Generator().manual_seed(0)
+    out: dict[str, dict[str, Callable[[], object]]] = {}
+    for name, (op, x_shape, w_shape, options) in shapes.items():
+        x, w = torch.randn(x_shape, generator=g), torch.randn(w_shape, generator=g) * 0.02
+        out[name] = {
+            d: functools.partial(op, x.to(device, DTYPES[d]), w.to(device, DTYPES[d]), **options)
+            for d in dtypes
+        }
     return out
 
 
@@ -70,15 +69,14 @@ def main() -> None:
         print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}; fast kernels: ", end="")
         print(", ".join(f"{n} {amp.cpu_has_kernels(DTYPES[n])}" for n in args.dtypes))
 
-    ops = cases(device, args.rows)
+    ops = cases(device, args.rows, args.dtypes)
     times: dict[tuple[str, str], list[float]] = {}
-    for name, run in ops.items():
-        for dtype in args.dtypes:
-            run(DTYPES[dtype])  # warm-up
+    for name, calls in ops.items():
+        for call in calls.values():
+            call()  # warm-up
         for _ in range(args.repeats):  # the dtypes alternate within each repeat
-            for dtype in args.dtypes:
-                once = functools.partial(run, DTYPES[dtype])
-                times.setdefault((name, dtype), []).append(seconds(once, device))
+            for dtype, call in calls.items():
+                times.setdefault((name, dtype), []).append(seconds(call, device))
 
     width = max(map(len, ops))
     print(f"\n{'op':<{width}} " + " ".join(f"{d + ' ms':>10} {'x fp32':>7}" for d in args.dtypes))

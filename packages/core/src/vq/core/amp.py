@@ -68,10 +68,9 @@ def cpu_has_kernels(dtype: torch.dtype) -> bool:
 def warn_if_slow(device: torch.device, dtype: torch.dtype, flag: str) -> bool:
     """Log a warning if ``flag`` asks for ``dtype`` compute on a CPU without its kernels.
 
-    Measured on a 2-core AMD EPYC limited to AVX2 (torch 2.15): a bf16 linear of 64 x 768
-    by 768 x 2048 took 4.5x the fp32 time and a 3x3 convolution of 128 channels at 64 x 64
-    took 290x; fp16 without AVX512-FP16 was 3-5x (linear) and 400x (convolution) slower.
-    Returns whether it warned.
+    ``bench/precision.py`` on a 2-core EPYC with oneDNN limited to AVX2 (torch 2.15): a bf16
+    linear of 64 rows took 3.0x the fp32 time and a 3x3 convolution 199x; fp16 without
+    AVX512-FP16 3.4x and 228x (docs/performance.md). Returns whether it warned.
     """
     if device.type != "cpu" or cpu_has_kernels(dtype):
         return False
@@ -84,6 +83,11 @@ def warn_if_slow(device: torch.device, dtype: torch.dtype, flag: str) -> bool:
         _KERNEL_CHECKS[dtype][1],
     )
     return True
+
+
+def warn_if_autocast_slow(device: torch.device, enabled: bool) -> bool:
+    """``warn_if_slow`` for ``--autocast`` (a no-op when it is off)."""
+    return enabled and warn_if_slow(device, autocast_dtype(device), "--autocast")
 
 
 def float32(tensor: torch.Tensor) -> torch.Tensor:

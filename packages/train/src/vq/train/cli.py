@@ -209,8 +209,7 @@ def run_train(args: argparse.Namespace, argv: list[str]) -> int:
                 for flag in (args.autocast, args.compile, args.channels_last)
             ),
         )
-        if args.autocast:
-            amp.warn_if_slow(device, amp.autocast_dtype(device), "--autocast")
+        amp.warn_if_autocast_slow(device, args.autocast)
         seed_everything(rank_seed(args.seed, distributed.rank()))
         run = Run(
             config=config,

@@ -243,8 +243,7 @@ def _open_out_dir(
         write_resolved_config(config, out_dir, args.config, f"command: {command}")
     distributed.barrier()
     setup_logging(out_dir, f"command\n{command}")
-    if args.autocast:
-        amp.warn_if_slow(device, amp.autocast_dtype(device), "--autocast")
+    amp.warn_if_autocast_slow(device, args.autocast)
 
 
 # ------------------------------------------------------------------ val -------------

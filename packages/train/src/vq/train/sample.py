@@ -245,12 +245,9 @@ def run_sample(args: argparse.Namespace) -> int:
                 f"{args.config}: {report.summary()}"
             )
         network.to(device, DTYPES[args.dtype]).eval()
-        for flag, dtype in (
-            ("--dtype", DTYPES[args.dtype]),
-            ("--tokenizer-dtype", DTYPES[args.tokenizer_dtype]),
-            ("--autocast", amp.autocast_dtype(device) if args.autocast else torch.float32),
-        ):
-            amp.warn_if_slow(device, dtype, flag)
+        amp.warn_if_slow(device, DTYPES[args.dtype], "--dtype")
+        amp.warn_if_slow(device, DTYPES[args.tokenizer_dtype], "--tokenizer-dtype")
+        amp.warn_if_autocast_slow(device, args.autocast)
         LOGGER.info(
             "sampling %d images of %d classes (%s) on %d process(es)",
             len(todo),
