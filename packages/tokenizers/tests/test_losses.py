@@ -284,26 +284,19 @@ def test_r1_penalty_matches_analytic_gradient_norm():
 
 def test_adaptive_generator_weight_hand_computation():
     torch.manual_seed(0)
-    w = nn.Parameter(torch.randn(3, 4))
-    a = torch.randn(3, 4)
-    rec_loss = (w * a).sum()  # grad a
-    g_loss = 1.5 * w.pow(2).sum()  # grad 3 w
-    weight = adaptive_generator_weight(rec_loss, g_loss, w, gain=0.75)
-    expected = a.norm() / (3 * w.detach().norm() + 1e-4) * 0.75
+    rec_grad, g_grad = torch.randn(3, 4), torch.randn(3, 4).requires_grad_()
+    weight = adaptive_generator_weight(rec_grad, g_grad, gain=0.75)
+    expected = rec_grad.norm() / (g_grad.detach().norm() + 1e-4) * 0.75
     torch.testing.assert_close(weight, expected)
     assert not weight.requires_grad
-    # The graphs survive for the generator's backward.
-    (rec_loss + weight * g_loss).backward()
-    torch.testing.assert_close(w.grad, a + weight * 3 * w.detach())
 
 
 def test_adaptive_generator_weight_is_clamped():
-    w = nn.Parameter(torch.ones(2, 2))
-    rec_loss = (10 * w).sum()  # ||grad|| = 20
-    g_loss = (0 * w).sum()  # no gradient at all: 20 / 1e-4 = 2e5, clamped
-    weight = adaptive_generator_weight(rec_loss, g_loss, w, gain=0.8)
+    rec_grad = torch.full((2, 2), 10.0)  # ||grad|| = 20
+    no_grad = torch.zeros(2, 2)  # no GAN gradient at all: 20 / 1e-4 = 2e5, clamped
+    weight = adaptive_generator_weight(rec_grad, no_grad, gain=0.8)
     assert weight.item() == pytest.approx(1e4 * 0.8)
-    weight = adaptive_generator_weight((10 * w).sum(), (0 * w).sum(), w, gain=1.0, max=50.0)
+    weight = adaptive_generator_weight(rec_grad, no_grad, gain=1.0, max=50.0)
     assert weight.item() == pytest.approx(50.0)
 
 

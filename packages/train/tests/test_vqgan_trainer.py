@@ -320,6 +320,31 @@ def test_one_step_equals_the_plain_two_player_gradients(gan, lpips_files, tmp_pa
     assert ("d_lr" in logs) == gan_on
 
 
+def test_adaptive_weight_backpropagates_lpips_once_and_accumulates(lpips_files, tmp_path):
+    """With the adaptive weight, LPIPS runs one backward per micro-batch (not one for the
+    weight and one for the step), and two accumulated micro-batches of one batch step by
+    exactly its plain gradient (each backward divided by the accumulation steps)."""
+    torch.manual_seed(0)
+    config = _with_lpips(_sgd(_tiny(discriminator_start=0)), lpips_files)
+    config = config.model_copy(update={"loop": config.loop.model_copy(update={"accumulation": 2})})
+    run = Run(config=config, work_dir=tmp_path, device=torch.device("cpu"), seed=0)
+    trainer = VQGANTrainer(config, run)
+    batch = collate([trainer.dataset[i] for i in range(4)])
+    with torch.no_grad():
+        g_before = [p.clone() for p in trainer.model.parameters()]
+    g_grads, _ = _expected_step(trainer, batch["image"], gan_on=True)
+    backwards = []
+    lpips = trainer.gan.reconstruction_loss.lpips
+    lpips.register_full_backward_hook(lambda *args: backwards.append("lpips"))
+
+    trainer.step(batch, iteration=1)
+    assert backwards == ["lpips"]
+    trainer.step(batch, iteration=1)  # the second micro-batch steps
+    assert backwards == ["lpips", "lpips"]
+    for before, grad, after in zip(g_before, g_grads, trainer.model.parameters()):
+        torch.testing.assert_close(after, before - grad, rtol=1e-4, atol=1e-6)
+
+
 def test_visuals_are_images_and_reconstructions(tmp_path) -> None:
     config = _tiny(CVQ_DEMO)  # its codebook would move in a training-mode forward
     trainer = VQGANTrainer(

@@ -191,8 +191,13 @@ class Optimization:
         else:
             yield
 
+    def scale(self, loss: torch.Tensor) -> torch.Tensor:
+        """``loss`` as :meth:`backward` differentiates it: divided by the accumulation
+        steps and, with fp16, multiplied by the grad scaler's loss scale."""
+        return self.scaler.scale(loss / self.accumulation)
+
     def backward(self, loss: torch.Tensor, retain_graph: bool = False) -> None:
-        self.scaler.scale(loss / self.accumulation).backward(retain_graph=retain_graph)
+        self.scale(loss).backward(retain_graph=retain_graph)
 
     def step(self, iteration: int | None = None) -> dict[str, torch.Tensor | float]:
         """Count a micro-batch; on the last one, step and return ``lr`` (a float) and

@@ -190,14 +190,14 @@ class GANStep:
             g_loss = aglw = torch.zeros((), device=image.device)
             if gan_on:
                 g_loss = generator_loss(gan.loss, g_logits)
-                if gan.adaptive_weight_gain is not None:
-                    aglw = gan.generator_weight * adaptive_generator_weight(
-                        r_loss, g_loss, self.last_layer.get(), gan.adaptive_weight_gain
-                    )
-                else:
-                    aglw = torch.full((), gan.generator_weight, device=image.device)
+            if gan_on and gan.adaptive_weight_gain is not None:
+                aglw = self._adaptive_backward(reconstruction, q_loss, r_loss, g_loss)
                 loss = loss + aglw * g_loss
-            self.opt.backward(loss)
+            else:
+                if gan_on:
+                    aglw = torch.full((), gan.generator_weight, device=image.device)
+                    loss = loss + aglw * g_loss
+                self.opt.backward(loss)
         logs: dict[str, Tensor | float] = {
             "loss": loss.detach(),
             **{k: v.detach() for k, v in r_losses.items()},
@@ -216,6 +216,37 @@ class GANStep:
         if gan_on:
             d_logs = self.discriminator_step(image, reconstruction.detach(), iteration)
         return {**logs, **d_logs}
+
+    def _adaptive_backward(
+        self, reconstruction: Tensor, q_loss: Tensor, r_loss: Tensor, g_loss: Tensor
+    ) -> Tensor:
+        """The backward of ``q_loss + r_loss + lambda * g_loss`` with VQGAN's adaptive
+        ``lambda`` (returned, detached), for ``reconstruction`` x (B, 3, H, W).
+
+        ``lambda`` compares the gradients of ``r_loss`` and ``g_loss`` at the decoder's last
+        conv weight W. Differentiating each loss to W and then the total again would run the
+        backward of the LPIPS trunk and of the discriminator twice each. Here each runs once,
+        down to x: the total's gradient at x is ``d r/dx + lambda * d g/dx``, and the two
+        gradients at W follow from those through the last layer alone. The gradients are
+        the same up to rounding, and the losses' graphs are freed before the autoencoder's
+        backward, which lowers the peak memory.
+        """
+        gan = self.config.gan
+        assert gan.adaptive_weight_gain is not None
+        # what backward multiplies a loss by: 1 / accumulation steps (x the fp16 loss scale)
+        scale = self.opt.scale(torch.ones((), device=reconstruction.device))
+        (r_x,) = torch.autograd.grad(self.opt.scale(r_loss), reconstruction)  # (B, 3, H, W)
+        (g_x,) = torch.autograd.grad(self.opt.scale(g_loss), reconstruction)  # (B, 3, H, W)
+        weight = self.last_layer.get()
+        (r_w,) = torch.autograd.grad(reconstruction, weight, r_x, retain_graph=True)
+        (g_w,) = torch.autograd.grad(reconstruction, weight, g_x, retain_graph=True)
+        aglw = gan.generator_weight * adaptive_generator_weight(
+            r_w / scale, g_w / scale, gan.adaptive_weight_gain
+        )
+        # d/dx of (x * G).sum() is G: the autoencoder backpropagates the total's gradient once
+        surrogate = self.opt.scale(q_loss) + (reconstruction * (r_x + aglw * g_x)).sum()
+        surrogate.backward()
+        return aglw
 
     def discriminator_step(
         self, image: Tensor, fake: Tensor, iteration: int

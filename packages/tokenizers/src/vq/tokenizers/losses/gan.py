@@ -72,20 +72,18 @@ def r1_penalty(discriminator: nn.Module, real: Tensor) -> Tensor:
 
 
 def adaptive_generator_weight(
-    rec_loss: Tensor,
-    g_loss: Tensor,
-    last_layer_weight: Tensor,
+    rec_grad: Tensor,
+    g_grad: Tensor,
     gain: float,
     max: float = 1e4,
 ) -> Tensor:
     """VQGAN's balance of the GAN term against the reconstruction terms.
 
-    ``clamp(||d rec / d W|| / (||d g / d W|| + 1e-4), 0, max) * gain`` with ``W`` the
-    decoder's last conv weight: the generator loss is scaled so that its gradient at the
-    output layer has the size of the reconstruction gradient. The result is detached (a
-    weight, not a path for gradients); the graphs are kept for the backward that follows.
+    ``clamp(||d rec / d W|| / (||d g / d W|| + 1e-4), 0, max) * gain`` from the gradients
+    ``rec_grad`` and ``g_grad`` of the reconstruction and generator losses at the decoder's
+    last conv weight ``W``: the generator loss is scaled so that its gradient at the output
+    layer has the size of the reconstruction gradient. The result is detached (a weight, not
+    a path for gradients).
     """
-    (rec_grad,) = torch.autograd.grad(rec_loss, last_layer_weight, retain_graph=True)
-    (g_grad,) = torch.autograd.grad(g_loss, last_layer_weight, retain_graph=True)
     ratio = rec_grad.float().norm() / (g_grad.float().norm() + 1e-4)
     return ratio.clamp(0.0, max).detach() * gain
