@@ -191,13 +191,14 @@ class GANStep:
             if gan_on:
                 g_loss = generator_loss(gan.loss, g_logits)
             if gan_on and gan.adaptive_weight_gain is not None:
-                aglw = self._adaptive_backward(reconstruction, q_loss, r_loss, g_loss)
-                loss = loss + aglw * g_loss
+                aglw = self._adaptive_backward(
+                    reconstruction, q_loss, r_loss, g_loss, gan.adaptive_weight_gain
+                )
             else:
                 if gan_on:
                     aglw = torch.full((), gan.generator_weight, device=image.device)
-                    loss = loss + aglw * g_loss
-                self.opt.backward(loss)
+                self.opt.backward(loss + aglw * g_loss)
+            loss = loss + aglw * g_loss  # (the GAN-off terms are zeros)
         logs: dict[str, Tensor | float] = {
             "loss": loss.detach(),
             **{k: v.detach() for k, v in r_losses.items()},
@@ -218,7 +219,7 @@ class GANStep:
         return {**logs, **d_logs}
 
     def _adaptive_backward(
-        self, reconstruction: Tensor, q_loss: Tensor, r_loss: Tensor, g_loss: Tensor
+        self, reconstruction: Tensor, q_loss: Tensor, r_loss: Tensor, g_loss: Tensor, gain: float
     ) -> Tensor:
         """The backward of ``q_loss + r_loss + lambda * g_loss`` with VQGAN's adaptive
         ``lambda`` (returned, detached), for ``reconstruction`` x (B, 3, H, W).
@@ -231,8 +232,6 @@ class GANStep:
         the same up to rounding, and the losses' graphs are freed before the autoencoder's
         backward, which lowers the peak memory.
         """
-        gan = self.config.gan
-        assert gan.adaptive_weight_gain is not None
         # what backward multiplies a loss by: 1 / accumulation steps (x the fp16 loss scale)
         scale = self.opt.scale(torch.ones((), device=reconstruction.device))
         (r_x,) = torch.autograd.grad(self.opt.scale(r_loss), reconstruction)  # (B, 3, H, W)
@@ -240,8 +239,8 @@ class GANStep:
         weight = self.last_layer.get()
         (r_w,) = torch.autograd.grad(reconstruction, weight, r_x, retain_graph=True)
         (g_w,) = torch.autograd.grad(reconstruction, weight, g_x, retain_graph=True)
-        aglw = gan.generator_weight * adaptive_generator_weight(
-            r_w / scale, g_w / scale, gan.adaptive_weight_gain
+        aglw = self.config.gan.generator_weight * adaptive_generator_weight(
+            r_w / scale, g_w / scale, gain
         )
         # d/dx of (x * G).sum() is G: the autoencoder backpropagates the total's gradient once
         surrogate = self.opt.scale(q_loss) + (reconstruction * (r_x + aglw * g_x)).sum()
