@@ -152,6 +152,18 @@ def print_metrics(metrics: Metrics) -> None:
         print(f"{name:<{width}} {value:>10.4g}")
 
 
+def run_as_commands_do() -> None:
+    """Set up this process the way the measured tree's commands set up theirs: since
+    ``vq.core.host_memory`` exists, they keep the host memory they free; a tree older
+    than it (no such module on ``PYTHONPATH``) runs with glibc's defaults, as its
+    commands did."""
+    try:
+        from vq.core.host_memory import keep_freed_host_memory
+    except ImportError:
+        return
+    keep_freed_host_memory()
+
+
 def main(
     args: argparse.Namespace,
     script: str,
@@ -160,6 +172,8 @@ def main(
 ) -> None:
     """Measure and print: this tree alone, both trees (``--against``), or as a worker
     (``--worker-json``, nothing printed)."""
+    if args.against is None:
+        run_as_commands_do()
     if args.worker_json is not None:
         args.worker_json.write_text(json.dumps(measure(args)))
         return

@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 
 from vq.core.errors import UserError
+from vq.core.host_memory import keep_freed_host_memory
 from vq.core.testing import free_port
 
 
@@ -93,6 +94,14 @@ def run_or_relaunch(
         if nproc > 1:
             code = validate()
             return code if code else relaunch(nproc, module, argv)
+    return run_here(run)
+
+
+def run_here(run: Callable[[], int]) -> int:
+    """``run()`` in this process, which from now on keeps the host memory it frees for
+    reuse (:func:`vq.core.host_memory.keep_freed_host_memory`): every command's work
+    starts here, torchrun's ranks included."""
+    keep_freed_host_memory()
     return run()
 
 

@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_fid_parser().parse_args(argv)
     if args.images is not None:
-        return _guarded(_run_folders_command, args)
+        return launch.run_here(lambda: _guarded(_run_folders_command, args))
     return launch.run_or_relaunch(
         args.nproc,
         "vq.train.fid_command",

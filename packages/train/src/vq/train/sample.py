@@ -308,7 +308,7 @@ def sample_main(argv: list[str] | None = None) -> int:
         if nproc > 1 and not launch.under_torchrun():
             prepare(args)  # a bad flag fails once, before starting processes
             return launch.relaunch(nproc, "vq.train.sample", argv)
-        return run_sample(args)
+        return launch.run_here(lambda: run_sample(args))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
