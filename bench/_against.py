@@ -10,7 +10,8 @@ rounds.
 
 A worker returns ``{metric: value}``; the unit at the end of a metric's name says which way
 is better: ``.../s`` (images/s, tokens/s) is a rate, anything else (``s/iter``,
-``ms/token``, ``s``) a time. A metric REV's code cannot measure (a feature it lacks) is
+``ms/token``, ``s``, ``GiB``) a cost, lower being better. The printed ratio is above 1
+where this tree is better: faster, or using less memory. A metric REV's code cannot measure (a feature it lacks) is
 left out of its dict and shows as ``n/a``. Metrics named ``bound ...`` are the machine's
 (memory-read bound of the run): printed, not compared.
 """
@@ -56,7 +57,7 @@ def is_rate(metric: str) -> bool:
 
 
 def speedup(metric: str, ours: float, theirs: float) -> float:
-    """How many times better this tree is (> 1: faster)."""
+    """How many times better this tree is (> 1: faster, or less memory)."""
     return ours / theirs if is_rate(metric) else theirs / ours
 
 
@@ -129,11 +130,11 @@ def median_metrics(runs: list[Metrics]) -> Metrics:
 
 
 def print_comparison(ours: Metrics, theirs: Metrics, rev: str, order: list[str]) -> None:
-    """Both trees' medians and the speed-up of this tree, one metric per line."""
+    """Both trees' medians and how many times better this tree is, one metric per line."""
     names = [n for n in order if n in ours or n in theirs]
     names += sorted((ours.keys() | theirs.keys()) - set(names))
     width = max(len(n) for n in names)
-    head = f"{'metric':<{width}} {'this':>10} {rev[:10]:>10} {'speed-up':>9}"
+    head = f"{'metric':<{width}} {'this':>10} {rev[:10]:>10} {'ratio':>9}"
     print(head)
     print("-" * len(head))
     for n in names:

@@ -18,7 +18,8 @@ and under autocast (bf16 where the device has it); ``--channels-last`` adds both
 ``train --channels-last`` (the autoencoder, the discriminator and the LPIPS trunk in
 channels_last; a tree without the flag has the bench convert them and the inputs);
 ``--compile`` the step with ``--compile``'s compiled models (this tree only). Encode and
-decode run under ``no_grad`` in eval mode (``--coding-only``: nothing else).
+decode run under ``no_grad`` in eval mode (``--coding-only``: nothing else). The last
+line is the worker's peak resident host memory over all of it.
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ def measure(args: argparse.Namespace) -> _against.Metrics:
                     tag = "autocast" if autocast else "fp32"
                     t = step_seconds(files, b, args, work, autocast=autocast, compile=True)[0]
                     out[f"vqgan b{b} {tag}+compile s/iter"] = t
+    out["peak host memory GiB"] = _steps.peak_host_gib()  # of all the modes above
     return out
 
 
