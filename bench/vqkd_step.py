@@ -14,7 +14,7 @@ does not depend on the values, so nothing needs downloading, but it needs timm (
 Per batch size: ``VQKDTrainer.step`` (teacher forward under no_grad, tokenizer forward,
 backward, Adam step), median over ``--steps`` iterations after one warm-up, in fp32 and
 under autocast (bf16 where the device has it); ``--compile`` adds both with ``--compile``'s
-compiled models (this tree only).
+compiled models (this tree only). The last line is the worker's peak resident host memory.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ def measure(args: argparse.Namespace) -> _against.Metrics:
                 if args.compile and _steps.can_compile():
                     t = step_seconds(b, args, work, autocast=autocast, compile=True)
                     out[f"vqkd b{b} {tag}+compile s/iter"] = t
+    out["peak host memory GiB"] = _steps.peak_host_gib()  # of all the steps above
     return out
 
 
