@@ -11,8 +11,8 @@ rounds.
 A worker returns ``{metric: value}``; the unit at the end of a metric's name says which way
 is better: ``.../s`` (images/s, tokens/s) is a rate, anything else (``s/iter``,
 ``ms/token``, ``s``, ``GiB``) a cost, lower being better. The printed ratio is above 1
-where this tree is better: faster, or using less memory. A metric REV's code cannot measure (a feature it lacks) is
-left out of its dict and shows as ``n/a``. Metrics named ``bound ...`` are the machine's
+where this tree is better: faster, or using less memory. A metric REV's code cannot
+measure (a feature it lacks) is left out of its dict and shows as ``n/a``. Metrics named ``bound ...`` are the machine's
 (memory-read bound of the run): printed, not compared.
 """
 
@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -151,6 +152,12 @@ def print_metrics(metrics: Metrics) -> None:
     width = max(len(n) for n in metrics)
     for name, value in metrics.items():
         print(f"{name:<{width}} {value:>10.4g}")
+
+
+def peak_rss_bytes() -> int:
+    """The most resident memory this process has held so far, in bytes."""
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
 def run_as_commands_do() -> None:

@@ -1,12 +1,10 @@
 """What the training-iteration benches (``train_step.py``, ``vqkd_step.py``) share: their
 common arguments, the ``Run`` flags of a mode, a batch on the device, the timing of a step
-(which ``precision.py`` uses too), the process's peak host memory and the speed-ups over
-fp32 within one tree."""
+(which ``precision.py`` uses too) and the speed-ups over fp32 within one tree."""
 
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -63,11 +61,6 @@ def seconds(function: Callable[[], object], device: torch.device) -> float:
 def median_seconds(function: Callable[[], object], repeats: int, device: torch.device) -> float:
     function()  # warm-up (and compilation)
     return statistics.median(seconds(function, device) for _ in range(repeats))
-
-
-def peak_host_gib() -> float:
-    """The most resident memory this process has held so far, GiB (Linux counts KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def report_over_fp32(metrics: dict[str, float], variants: Iterable[str]) -> None:

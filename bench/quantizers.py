@@ -53,11 +53,6 @@ def current_rss_bytes() -> int:
         return 0
 
 
-def peak_rss_bytes() -> int:
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-
 def search(method: str, x: torch.Tensor, codebook: torch.Tensor, distance: str, chunk: int):
     if method == "chunked":
         return nearest_codes(x, codebook, distance, chunk).indices  # type: ignore[arg-type]
@@ -92,7 +87,7 @@ def measure(args: argparse.Namespace, case: str, method: str, queue: mp.SimpleQu
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) - base
     else:
-        peak = peak_rss_bytes() - base
+        peak = _against.peak_rss_bytes() - base
 
     times = []
     for _ in range(args.repeats):

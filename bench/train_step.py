@@ -147,7 +147,7 @@ def measure(args: argparse.Namespace) -> _against.Metrics:
                     tag = "autocast" if autocast else "fp32"
                     t = step_seconds(files, b, args, work, autocast=autocast, compile=True)[0]
                     out[f"vqgan b{b} {tag}+compile s/iter"] = t
-    out["peak host memory GiB"] = _steps.peak_host_gib()  # of all the modes above
+    out["peak host memory GiB"] = _against.peak_rss_bytes() / 2**30  # of all the modes above
     return out
 
 

@@ -74,7 +74,7 @@ def measure(args: argparse.Namespace) -> _against.Metrics:
                 if args.compile and _steps.can_compile():
                     t = step_seconds(b, args, work, autocast=autocast, compile=True)
                     out[f"vqkd b{b} {tag}+compile s/iter"] = t
-    out["peak host memory GiB"] = _steps.peak_host_gib()  # of all the steps above
+    out["peak host memory GiB"] = _against.peak_rss_bytes() / 2**30  # of all the steps above
     return out
 
 

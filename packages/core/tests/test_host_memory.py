@@ -40,8 +40,9 @@ PAGES_PER_STEP = 5 * 32 * 2**20 // 4096  # the five maps, in 4 KiB pages
 
 
 def _steps(mode: str, **env: str) -> dict:
-    environ = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    environ = {k: v for k, v in environ.items() if not k.startswith("MALLOC_")}
+    environ = {
+        k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES" and not k.startswith("MALLOC_")
+    }
     out = subprocess.run(
         [sys.executable, "-c", STEPS, mode],
         env={**environ, **env},
@@ -81,7 +82,7 @@ def test_user_tunes_malloc_reads_the_environment():
     assert host_memory.user_tunes_malloc({"MALLOC_MMAP_MAX_": "0"})
 
 
-def test_every_command_runs_after_the_setting(monkeypatch):
+def test_run_or_relaunch_applies_the_setting_before_run(monkeypatch):
     calls = []
     monkeypatch.setattr(launch, "keep_freed_host_memory", lambda: calls.append("keep"))
     monkeypatch.setattr(launch, "under_torchrun", lambda: False)

@@ -187,18 +187,17 @@ class GANStep:
             r_loss = _sum(r_losses, image.device)
             q_loss = out.quantizer.loss()
             loss = q_loss + r_loss
-            g_loss = aglw = torch.zeros((), device=image.device)
+            g_loss = aglw = torch.zeros((), device=image.device)  # the GAN-off terms
             if gan_on:
                 g_loss = generator_loss(gan.loss, g_logits)
-            if gan_on and gan.adaptive_weight_gain is not None:
+                aglw = torch.full((), gan.generator_weight, device=image.device)
+            if gan_on and gan.adaptive_weight_gain is not None:  # its own backward
                 aglw = self._adaptive_backward(
                     reconstruction, q_loss, r_loss, g_loss, gan.adaptive_weight_gain
                 )
             else:
-                if gan_on:
-                    aglw = torch.full((), gan.generator_weight, device=image.device)
                 self.opt.backward(loss + aglw * g_loss)
-            loss = loss + aglw * g_loss  # (the GAN-off terms are zeros)
+            loss = loss + aglw * g_loss
         logs: dict[str, Tensor | float] = {
             "loss": loss.detach(),
             **{k: v.detach() for k, v in r_losses.items()},
